@@ -1,0 +1,160 @@
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { Logger } from '../src/server/logger.ts';
+import { TickGenerator, formatMicros, nowMicros, seededRandom, type GeneratorOptions, type SymbolSpec, type Tick } from './tick-generator.ts';
+
+export interface StreamOptions extends GeneratorOptions {
+  /** Ticks per second. */
+  rate: number;
+  symbols: number;
+  /** How often a COPY batch is sent. */
+  batchIntervalMs?: number;
+  /** Optional burst mode: every burstEveryMs a back-dated batch of burstSize ticks. */
+  burstEveryMs?: number;
+  burstSize?: number;
+  table?: string;
+}
+
+export interface StreamStats {
+  ticksWritten: number;
+  batches: number;
+  failures: number;
+  lastError?: string;
+  startedAt: Date;
+}
+
+/** Writes ticks with COPY in one statement per batch (the statement-level triggers fire once). */
+export async function copyTicks(client: pg.ClientBase, ticks: readonly Tick[], table = 'stock_ticks'): Promise<void> {
+  if (ticks.length === 0) return;
+  let body = '';
+  for (const t of ticks) body += `${formatMicros(t.timeMicros)}\t${t.symbol}\t${t.price}\t${t.volume}\n`;
+  const stream = client.query(copyFrom(`COPY ${pg.escapeIdentifier(table)} (time, symbol, price, volume) FROM STDIN`));
+  await pipeline(Readable.from([body]), stream);
+}
+
+/** The ten seeded assets, then synthetic ones up to `count` (created in stock_assets). */
+export async function ensureSymbols(client: pg.ClientBase, count: number): Promise<SymbolSpec[]> {
+  const { rows: existing } = await client.query<{ n: string }>('SELECT count(*) AS n FROM stock_assets');
+  const missing = count - Number(existing[0]?.n ?? 0);
+  if (missing > 0) {
+    const random = seededRandom(7);
+    const values: unknown[] = [];
+    const tuples: string[] = [];
+    for (let i = 1; i <= count; i++) {
+      const symbol = `SYN${String(i).padStart(4, '0')}`;
+      const p = values.length;
+      tuples.push(`($${p + 1}, $${p + 2}, 'Synthetic', 'SIM', $${p + 3}, $${p + 4})`);
+      values.push(symbol, `Synthetic asset ${i}`, Math.round(10 + random() * 490), 0.15 + random() * 0.5);
+    }
+    await client.query(
+      `INSERT INTO stock_assets (symbol, name, sector, exchange, base_price, volatility) VALUES ${tuples.join(', ')}
+       ON CONFLICT (symbol) DO NOTHING`,
+      values,
+    );
+  }
+  // Seeded assets first (they are the real names), synthetic ones after.
+  const { rows } = await client.query<{ symbol: string; base_price: number; volatility: number }>(
+    `SELECT symbol, base_price, volatility FROM stock_assets
+      ORDER BY (exchange = 'SIM'), symbol LIMIT $1`,
+    [count],
+  );
+  return rows.map((r) => ({ symbol: r.symbol, basePrice: r.base_price, volatility: r.volatility }));
+}
+
+/**
+ * stream_ticks: a continuous job writing synthetic ticks at a steady rate. It survives database
+ * hiccups (a failed batch is logged and the next one retried on a fresh connection) and keeps
+ * its schedule against the wall clock, catching up after a slow batch.
+ */
+export class TickStreamer {
+  readonly stats: StreamStats = { ticksWritten: 0, batches: 0, failures: 0, startedAt: new Date() };
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private client: pg.Client | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly url: string,
+    private readonly options: StreamOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const client = await this.connect();
+    const specs = await ensureSymbols(client, this.options.symbols);
+    const generator = new TickGenerator(specs, this.options);
+    this.loop = this.run(generator);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+    await this.client?.end().catch(() => undefined);
+    this.client = undefined;
+  }
+
+  private async connect(): Promise<pg.Client> {
+    if (this.client) return this.client;
+    const client = new pg.Client({ connectionString: this.url, application_name: 'lakets-stream-ticks' });
+    client.on('error', () => undefined);
+    await client.connect();
+    this.client = client;
+    return client;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private async run(generator: TickGenerator): Promise<void> {
+    const interval = this.options.batchIntervalMs ?? 100;
+    const rate = this.options.rate;
+    let owed = 0; // ticks due but not yet written (fractional carry between batches)
+    let last = Date.now();
+    let lastBurst = Date.now();
+    while (!this.stopped) {
+      const now = Date.now();
+      owed += ((now - last) / 1000) * rate;
+      const span = BigInt(Math.max(1, now - last)) * 1000n;
+      last = now;
+      const count = Math.min(Math.floor(owed), Math.max(1, rate * 5)); // never more than 5 s at once
+      owed -= count;
+      let ticks = count > 0 ? generator.batch(count, nowMicros(), span) : [];
+      if (this.options.burstEveryMs && this.options.burstSize && now - lastBurst >= this.options.burstEveryMs) {
+        lastBurst = now;
+        const backdated = generator.batch(this.options.burstSize, nowMicros() - 30_000_000n, 30_000_000n);
+        ticks = ticks.concat(backdated);
+      }
+      if (ticks.length > 0) {
+        try {
+          await copyTicks(await this.connect(), ticks, this.options.table);
+          this.stats.ticksWritten += ticks.length;
+          this.stats.batches += 1;
+        } catch (err) {
+          this.stats.failures += 1;
+          this.stats.lastError = (err as Error).message;
+          if (this.stats.failures === 1 || this.stats.failures % 50 === 0) {
+            this.logger.warn({ err: (err as Error).message, failures: this.stats.failures }, 'stream_ticks batch failed; retrying');
+          }
+          await this.client?.end().catch(() => undefined);
+          this.client = undefined;
+          owed = 0; // do not replay a backlog after an outage: the feed resumes at the live rate
+          await this.sleep(500);
+          last = Date.now();
+          continue;
+        }
+      }
+      const elapsed = Date.now() - now;
+      if (!this.stopped && elapsed < interval) await this.sleep(interval - elapsed);
+    }
+  }
+}

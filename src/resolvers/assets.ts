@@ -1,0 +1,86 @@
+import type { Db } from '../server/pool.ts';
+import type { StockAssetsTable } from '../server/db-types.ts';
+import { badInput } from './errors.ts';
+import { builder } from './builder.ts';
+
+export type Asset = StockAssetsTable;
+
+export const SYMBOL_PATTERN = /^[A-Z0-9.-]{1,16}$/;
+/** Upper bound of symbols in one request (latestPrices, priceUpdated). */
+export const MAX_SYMBOLS_PER_REQUEST = 100;
+
+/**
+ * The reference assets, cached briefly: every symbol argument is checked against it, and every
+ * Price resolves its asset from it without a query per row.
+ */
+export class AssetCatalog {
+  private cache: Map<string, Asset> | undefined;
+  private loadedAt = 0;
+  private loading: Promise<Map<string, Asset>> | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly ttlMs = 10_000,
+  ) {}
+
+  async all(): Promise<Map<string, Asset>> {
+    if (this.cache && Date.now() - this.loadedAt < this.ttlMs) return this.cache;
+    this.loading ??= this.db
+      .selectFrom('stock_assets')
+      .selectAll()
+      .orderBy('symbol')
+      .execute()
+      .then((rows) => {
+        this.cache = new Map(rows.map((r) => [r.symbol, r]));
+        this.loadedAt = Date.now();
+        return this.cache;
+      })
+      .finally(() => (this.loading = undefined));
+    return this.loading;
+  }
+
+  async get(symbol: string): Promise<Asset | undefined> {
+    return (await this.all()).get(symbol);
+  }
+
+  /** Validates one symbol argument: well-formed and a known asset. */
+  async requireSymbol(symbol: string, argument = 'symbol'): Promise<string> {
+    if (!SYMBOL_PATTERN.test(symbol)) {
+      throw badInput(`"${symbol}" is not a valid symbol: 1-16 characters of A-Z, 0-9, "." and "-"`, { argument });
+    }
+    if (!(await this.get(symbol))) throw badInput(`unknown symbol "${symbol}"`, { argument });
+    return symbol;
+  }
+
+  /** Validates a list argument; null means every known symbol. */
+  async requireSymbols(symbols: readonly string[] | null | undefined, argument = 'symbols'): Promise<string[]> {
+    if (symbols === null || symbols === undefined) return [...(await this.all()).keys()];
+    if (symbols.length === 0) throw badInput(`${argument} must not be empty (omit it for every symbol)`, { argument });
+    if (symbols.length > MAX_SYMBOLS_PER_REQUEST) {
+      throw badInput(`too many symbols: ${symbols.length} given, at most ${MAX_SYMBOLS_PER_REQUEST} per request`, { argument });
+    }
+    const unique = [...new Set(symbols)];
+    for (const s of unique) await this.requireSymbol(s, argument);
+    return unique;
+  }
+}
+
+export const AssetRef = builder.objectRef<Asset>('Asset').implement({
+  description: 'A tradable instrument of the reference table stock_assets.',
+  fields: (t) => ({
+    symbol: t.exposeString('symbol'),
+    name: t.exposeString('name'),
+    sector: t.exposeString('sector'),
+    exchange: t.exposeString('exchange'),
+    basePrice: t.exposeFloat('base_price', { description: 'Reference price the synthetic feed starts from.' }),
+    volatility: t.exposeFloat('volatility', { description: 'Annualised volatility used by the synthetic feed.' }),
+  }),
+});
+
+builder.queryField('assets', (t) =>
+  t.field({
+    type: [AssetRef],
+    description: 'Every reference asset, ordered by symbol.',
+    resolve: async (_root, _args, ctx) => [...(await ctx.assets.all()).values()],
+  }),
+);

@@ -1,0 +1,10 @@
+import type { Db } from '../server/pool.ts';
+import type { AssetCatalog } from './assets.ts';
+import type { PriceFeed } from './price-feed.ts';
+
+/** What every resolver can reach; built once per process by the server. */
+export interface ApiContext {
+  db: Db;
+  assets: AssetCatalog;
+  prices: PriceFeed;
+}

@@ -1,0 +1,18 @@
+import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
+import { builder } from './builder.ts';
+// Each domain module registers its types and fields on the builder when imported.
+import './assets.ts';
+import './prices.ts';
+import './partitions.ts';
+
+let schema: GraphQLSchema | undefined;
+
+export function buildSchema(): GraphQLSchema {
+  schema ??= builder.toSchema();
+  return schema;
+}
+
+/** The checked-in contract: schema.graphql (DESIGN §6). */
+export function printedSchema(): string {
+  return printSchema(lexicographicSortSchema(buildSchema())) + '\n';
+}
