@@ -1,0 +1,208 @@
+// Log replay: rebuilds a table version from the newest usable checkpoint at or below it plus the JSON
+// commits after it, applied in version order. An `add` or `remove` replaces any earlier entry with the
+// same file key (path, deletion vector id), so the last word about a file wins.
+
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { normalizeActions, type DeltaDataFile, type DeltaMetadataAction, type DeltaProtocol, type DeltaTombstone, type LogAction } from './actions.ts';
+import { readCheckpointActions } from './checkpoint.ts';
+import { DeltaLogError, DeltaVersionNotFoundError, UnsupportedDeltaFeatureError } from './errors.ts';
+import { listDeltaLog, readLastCheckpointHint, type CheckpointFiles, type LogListing } from './log-listing.ts';
+
+export interface ReplayedLog {
+  readonly tableDir: string;
+  readonly version: number;
+  readonly protocol: DeltaProtocol | null;
+  readonly metaData: DeltaMetadataAction | null;
+  /** Live files by file key. */
+  readonly files: ReadonlyMap<string, DeltaDataFile>;
+  /** Tombstones by file key (a key is never in both maps). */
+  readonly tombstones: ReadonlyMap<string, DeltaTombstone>;
+  /** Streaming/idempotent-writer progress: txn appId -> its last committed version. */
+  readonly txns: ReadonlyMap<string, bigint>;
+  /** The checkpoint the replay started from, or null when it started at commit 0. */
+  readonly checkpointVersion: number | null;
+  /** Things that were off but did not prevent a correct answer (stale hint, unreadable checkpoint...). */
+  readonly warnings: readonly string[];
+}
+
+/** The newest committed version, from the file names alone. */
+export async function latestVersion(tableDirInput: string): Promise<number> {
+  const tableDir = path.resolve(tableDirInput);
+  return newestVersionIn(await listDeltaLog(tableDir), tableDir);
+}
+
+export async function replayLog(tableDirInput: string, options: { version?: number } = {}): Promise<ReplayedLog> {
+  const tableDir = path.resolve(tableDirInput);
+  const listing = await listDeltaLog(tableDir);
+  const latest = newestVersionIn(listing, tableDir);
+  const target = options.version ?? latest;
+  if (!Number.isSafeInteger(target) || target < 0) {
+    throw new DeltaVersionNotFoundError(`version ${target} is not a valid Delta version`, tableDir, target);
+  }
+  if (target > latest) {
+    throw new DeltaVersionNotFoundError(`version ${target} does not exist; the latest version is ${latest}`, tableDir, target);
+  }
+
+  const warnings: string[] = [];
+  // On local disk listing is cheap and authoritative; `_last_checkpoint` is only cross-checked. It may lag
+  // behind (written after the checkpoint) or be wrong, and neither may change the answer.
+  const hint = await readLastCheckpointHint(tableDir);
+  if (hint !== undefined && !listing.checkpoints.some((checkpoint) => checkpoint.version === hint.version)) {
+    warnings.push(`_last_checkpoint names version ${hint.version}, but no complete checkpoint of that version exists`);
+  }
+  for (const version of listing.incompleteCheckpoints) warnings.push(`multi-part checkpoint ${version} is missing parts`);
+
+  const state = new ReplayState();
+  const start = await loadNewestUsableCheckpoint(tableDir, listing, target, state, warnings);
+  const firstCommit = start === null ? 0 : start + 1;
+  assertCommitsPresent(tableDir, listing, firstCommit, target, start, warnings);
+
+  for (let version = firstCommit; version <= target; version++) {
+    const file = listing.commits.get(version) as string;
+    for (const action of await readCommitActions(tableDir, file, version)) state.apply(action);
+  }
+
+  return {
+    tableDir,
+    version: target,
+    protocol: state.protocol,
+    metaData: state.metaData,
+    files: state.files,
+    tombstones: state.tombstones,
+    txns: state.txns,
+    checkpointVersion: start,
+    warnings,
+  };
+}
+
+class ReplayState {
+  protocol: DeltaProtocol | null = null;
+  metaData: DeltaMetadataAction | null = null;
+  readonly files = new Map<string, DeltaDataFile>();
+  readonly tombstones = new Map<string, DeltaTombstone>();
+  readonly txns = new Map<string, bigint>();
+
+  apply(action: LogAction): void {
+    switch (action.kind) {
+      case 'protocol':
+        this.protocol = action.protocol;
+        break;
+      case 'metaData':
+        this.metaData = action.metaData;
+        break;
+      case 'txn':
+        this.txns.set(action.appId, action.version);
+        break;
+      case 'add':
+        this.tombstones.delete(action.key);
+        this.files.set(action.key, action.file);
+        break;
+      case 'remove':
+        this.files.delete(action.key);
+        this.tombstones.set(action.key, action.tombstone);
+        break;
+    }
+  }
+
+  reset(): void {
+    this.protocol = null;
+    this.metaData = null;
+    this.files.clear();
+    this.tombstones.clear();
+    this.txns.clear();
+  }
+}
+
+function newestVersionIn(listing: LogListing, tableDir: string): number {
+  let newest = -1;
+  for (const version of listing.commits.keys()) newest = Math.max(newest, version);
+  for (const checkpoint of listing.checkpoints) newest = Math.max(newest, checkpoint.version);
+  if (newest < 0) throw new DeltaLogError(`${listing.logDir} holds no commits: not a Delta table`, tableDir);
+  return newest;
+}
+
+/**
+ * Loads the newest checkpoint at or below `target` that can be read, into `state`. A checkpoint that
+ * fails to read (truncated, corrupt) is skipped in favour of an older one or of replay from commit 0,
+ * which gives the same state as long as those commits are still there. Returns its version, or null.
+ */
+async function loadNewestUsableCheckpoint(
+  tableDir: string,
+  listing: LogListing,
+  target: number,
+  state: ReplayState,
+  warnings: string[],
+): Promise<number | null> {
+  const candidates = listing.checkpoints.filter((checkpoint) => checkpoint.version <= target);
+  for (const checkpoint of candidates) {
+    let actions: LogAction[];
+    try {
+      actions = await readCheckpointActions(tableDir, checkpoint);
+    } catch (error) {
+      if (error instanceof UnsupportedDeltaFeatureError) throw error;
+      warnings.push(`checkpoint ${describeCheckpoint(checkpoint)} could not be read and was skipped: ${(error as Error).message}`);
+      continue;
+    }
+    state.reset();
+    for (const action of actions) state.apply(action);
+    if (state.protocol === null || state.metaData === null) {
+      warnings.push(`checkpoint ${describeCheckpoint(checkpoint)} lacks protocol or metaData and was skipped`);
+      state.reset();
+      continue;
+    }
+    return checkpoint.version;
+  }
+  return null;
+}
+
+function describeCheckpoint(checkpoint: CheckpointFiles): string {
+  return checkpoint.files.length === 1 ? String(checkpoint.version) : `${checkpoint.version} (${checkpoint.files.length} parts)`;
+}
+
+/** Every commit from `first` to `target` must be there: a missing one means the log is broken. */
+function assertCommitsPresent(
+  tableDir: string,
+  listing: LogListing,
+  first: number,
+  target: number,
+  checkpoint: number | null,
+  warnings: readonly string[],
+): void {
+  for (let version = first; version <= target; version++) {
+    if (listing.commits.has(version)) continue;
+    const notes = warnings.length > 0 ? ` (${warnings.join('; ')})` : '';
+    if (checkpoint === null && version === 0) {
+      const oldest = listing.commits.size > 0 ? `oldest commit is ${Math.min(...listing.commits.keys())}` : 'no commits left';
+      throw new DeltaVersionNotFoundError(
+        `version ${target} cannot be reconstructed: commit 0 is gone (${oldest}) and no readable checkpoint is at or below ${target}${notes}`,
+        tableDir,
+        target,
+      );
+    }
+    const from = checkpoint === null ? 'commit 0' : `checkpoint ${checkpoint}`;
+    throw new DeltaLogError(
+      `the Delta log is not contiguous: commit ${version} is missing between ${from} and version ${target}${notes}`,
+      tableDir,
+    );
+  }
+}
+
+async function readCommitActions(tableDir: string, file: string, version: number): Promise<LogAction[]> {
+  const text = await readFile(file, 'utf8');
+  const actions: LogAction[] = [];
+  const lines = text.split('\n');
+  for (let index = 0; index < lines.length; index++) {
+    const line = (lines[index] as string).trim();
+    if (line === '') continue;
+    const description = `commit ${version} line ${index + 1}`;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      throw new DeltaLogError(`${description} is not valid JSON (${path.basename(file)})`, tableDir);
+    }
+    actions.push(...normalizeActions(parsed, line, { tableDir, description }));
+  }
+  return actions;
+}
