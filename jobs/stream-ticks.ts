@@ -36,13 +36,13 @@ export async function copyTicks(client: pg.ClientBase, ticks: readonly Tick[], t
 
 /** The ten seeded assets, then synthetic ones up to `count` (created in stock_assets). */
 export async function ensureSymbols(client: pg.ClientBase, count: number): Promise<SymbolSpec[]> {
-  const { rows: existing } = await client.query<{ n: string }>('SELECT count(*) AS n FROM stock_assets');
-  const missing = count - Number(existing[0]?.n ?? 0);
-  if (missing > 0) {
+  const { rows: real } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM stock_assets WHERE exchange <> 'SIM'`);
+  const synthetic = count - Number(real[0]?.n ?? 0);
+  if (synthetic > 0) {
     const random = seededRandom(7);
     const values: unknown[] = [];
     const tuples: string[] = [];
-    for (let i = 1; i <= count; i++) {
+    for (let i = 1; i <= synthetic; i++) {
       const symbol = `SYN${String(i).padStart(4, '0')}`;
       const p = values.length;
       tuples.push(`($${p + 1}, $${p + 2}, 'Synthetic', 'SIM', $${p + 3}, $${p + 4})`);
@@ -81,10 +81,18 @@ export class TickStreamer {
     private readonly logger: Logger,
   ) {}
 
+  private runId: string | undefined;
+
   async start(): Promise<void> {
     const client = await this.connect();
     const specs = await ensureSymbols(client, this.options.symbols);
     const generator = new TickGenerator(specs, this.options);
+    // One lakets.job_runs row per streaming session, finished when the stream stops.
+    const { rows } = await client.query<{ id: string }>(
+      `INSERT INTO lakets.job_runs (job, detail) VALUES ('stream_ticks', $1) RETURNING id`,
+      [JSON.stringify({ rate: this.options.rate, symbols: this.options.symbols })],
+    );
+    this.runId = rows[0]?.id;
     this.loop = this.run(generator);
   }
 
@@ -92,6 +100,16 @@ export class TickStreamer {
     this.stopped = true;
     this.wake?.();
     await this.loop;
+    try {
+      const client = await this.connect();
+      await client.query(
+        `UPDATE lakets.job_runs SET finished_at = clock_timestamp(), status = 'succeeded', rows_affected = $2,
+                detail = detail || $3::jsonb WHERE id = $1`,
+        [this.runId, this.stats.ticksWritten, JSON.stringify({ batches: this.stats.batches, failures: this.stats.failures })],
+      );
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'could not record the end of the stream_ticks run');
+    }
     await this.client?.end().catch(() => undefined);
     this.client = undefined;
   }

@@ -24,16 +24,20 @@ let scheduler: Scheduler | undefined;
 let streamer: TickStreamer | undefined;
 let stopping = false;
 
-async function shutdown(signal: string, code = 0): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal }, 'shutting down');
+async function stopAll(): Promise<void> {
   await streamer?.stop().catch((err: Error) => logger.warn({ err: err.message }, 'stream_ticks stop failed'));
   await scheduler?.stop();
   await api?.close().catch((err: Error) => logger.warn({ err: err.message }, 'API close failed'));
   await db?.stop();
+}
+
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'shutting down');
+  await stopAll();
   logger.info('stopped');
-  process.exit(code);
+  process.exit(0);
 }
 
 process.on('SIGINT', () => void shutdown('SIGINT'));
@@ -69,6 +73,9 @@ try {
   console.log(`  Data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`);
   console.log(`\n  Ctrl-C stops everything cleanly.\n`);
 } catch (err) {
+  stopping = true;
+  await stopAll();
+  // The last line a user sees says what went wrong, in one line.
   console.error(`lakets: ${(err as Error).message}`);
-  await shutdown('startup-failure', 1);
+  process.exit(1);
 }

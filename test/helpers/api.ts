@@ -1,0 +1,56 @@
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+import { startApi, type ApiServer } from '../../src/server/app.ts';
+import { createLogger } from '../../src/server/logger.ts';
+
+export async function startTestApi(url: string): Promise<ApiServer> {
+  return startApi({ apiUrl: url, listenUrl: url, port: 0, logger: createLogger('silent') });
+}
+
+export interface GqlResponse<T = any> {
+  status: number;
+  data?: T;
+  errors?: Array<{ message: string; extensions?: Record<string, unknown> }>;
+}
+
+export async function gql<T = any>(baseUrl: string, query: string, variables?: Record<string, unknown>): Promise<GqlResponse<T>> {
+  const res = await fetch(`${baseUrl}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as Omit<GqlResponse<T>, 'status'>;
+  return { status: res.status, ...body };
+}
+
+/** A real graphql-ws client over a real WebSocket. */
+export function wsClient(baseUrl: string): Client {
+  return createClient({ url: baseUrl.replace(/^http/, 'ws') + '/graphql', webSocketImpl: WebSocket, retryAttempts: 0 });
+}
+
+/** Subscribes and collects every `next` payload until disposed. */
+export function collect<T = any>(client: Client, query: string, variables?: Record<string, unknown>) {
+  const items: T[] = [];
+  const errors: unknown[] = [];
+  const dispose = client.subscribe<T>(
+    { query, variables },
+    {
+      next: (v) => {
+        if (v.errors) errors.push(v.errors);
+        if (v.data) items.push(v.data as T);
+      },
+      error: (e) => errors.push(e),
+      complete: () => undefined,
+    },
+  );
+  return { items, errors, dispose };
+}
+
+export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await predicate()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}

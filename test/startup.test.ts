@@ -1,0 +1,138 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { freePort } from './helpers/ports.ts';
+import { spawnEntry, type Spawned } from './helpers/processes.ts';
+import { gql, waitFor } from './helpers/api.ts';
+
+let t: TestDatabase;
+let tmp: string;
+
+beforeAll(async () => {
+  t = await createTestDatabase('startup', { migrate: false });
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lakets-startup-'));
+  fs.chmodSync(tmp, 0o755);
+});
+afterAll(async () => {
+  await t.drop();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+async function ready(port: number, proc: Spawned): Promise<void> {
+  await waitFor(
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`exited early:\n${proc.output()}`);
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200;
+      } catch {
+        return false;
+      }
+    },
+    90_000,
+    'the server to be ready',
+  );
+}
+
+async function prices(port: number): Promise<Array<{ symbol: string; price: number }>> {
+  const res = await gql(`http://127.0.0.1:${port}`, '{ latestPrices { symbol price } }');
+  expect(res.errors).toBeUndefined();
+  return res.data.latestPrices;
+}
+
+describe('npm start', () => {
+  it('runs against DATABASE_URL without starting an embedded Postgres', async () => {
+    const port = await freePort();
+    const dataDir = path.join(tmp, 'unused');
+    const proc = spawnEntry('demo/live/start.ts', {
+      DATABASE_URL: t.url,
+      PORT: String(port),
+      LAKETS_DATA_DIR: dataDir,
+      LAKETS_TICK_RATE: '200',
+      LOG_LEVEL: 'warn',
+    });
+    await ready(port, proc);
+    await waitFor(async () => (await prices(port)).length === 10, 30_000, 'prices of all ten symbols');
+    expect(fs.existsSync(dataDir)).toBe(false);
+    expect(proc.output()).toContain(`http://127.0.0.1:${port}/graphql`);
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+    const { rows } = await t.query<{ n: string }>('SELECT count(*) AS n FROM stock_ticks');
+    expect(Number(rows[0]!.n)).toBeGreaterThan(0);
+    const { rows: runs } = await t.query<{ job: string }>(`SELECT DISTINCT job FROM lakets.job_runs ORDER BY job`);
+    expect(runs.map((r) => r.job)).toEqual(['partition_manager', 'stream_ticks']);
+  });
+
+  it('starts the embedded Postgres in LAKETS_DATA_DIR, stops it cleanly and resumes on the next start', async () => {
+    const dataDir = path.join(tmp, 'embedded');
+    const env = { DATABASE_URL: undefined, DATABASE_DIRECT_URL: undefined, LAKETS_DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
+    const port = await freePort();
+    const pgPort = String(await freePort());
+    const first = spawnEntry('demo/live/start.ts', { ...env, PORT: String(port), LAKETS_PG_PORT: pgPort, LAKETS_TICK_RATE: '300' });
+    await ready(port, first);
+    await waitFor(async () => (await prices(port)).length === 10, 30_000, 'prices of all ten symbols');
+    const before = await prices(port);
+    first.child.kill('SIGINT');
+    expect(await first.exited).toBe(0);
+    expect(fs.existsSync(path.join(dataDir, 'pg', 'postmaster.pid'))).toBe(false);
+    expect(fs.readFileSync(path.join(dataDir, 'postgres.log'), 'utf8')).toMatch(/database system is shut down/);
+
+    // second start: same data, nothing streamed, the prices of the first run are still there
+    const port2 = await freePort();
+    const second = spawnEntry('demo/live/start.ts', { ...env, PORT: String(port2), LAKETS_PG_PORT: pgPort, LAKETS_TICK_RATE: '0' });
+    await ready(port2, second);
+    const after = await prices(port2);
+    expect(after.length).toBe(10);
+    const latestBefore = new Map(before.map((p) => [p.symbol, p.price]));
+    for (const p of after) expect(typeof latestBefore.get(p.symbol)).toBe('number');
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+    expect(fs.readFileSync(path.join(dataDir, 'postgres.log'), 'utf8')).not.toMatch(/was not properly shut down/);
+  });
+
+  it('fails with one clear line when the Postgres port is taken', async () => {
+    const blocker = net.createServer();
+    const pgPort = await freePort();
+    await new Promise<void>((r) => blocker.listen(pgPort, '127.0.0.1', () => r()));
+    const proc = spawnEntry('demo/live/start.ts', {
+      DATABASE_URL: undefined,
+      LAKETS_DATA_DIR: path.join(tmp, 'port-taken'),
+      LAKETS_PG_PORT: String(pgPort),
+      PORT: String(await freePort()),
+      LOG_LEVEL: 'warn',
+    });
+    expect(await proc.exited).toBe(1);
+    blocker.close();
+    const lines = proc.output().trim().split('\n');
+    expect(lines.at(-1)).toMatch(new RegExp(`^lakets: port ${pgPort} for the embedded Postgres is already in use`));
+  });
+
+  it('fails with one clear line when the data directory is unusable', async () => {
+    const file = path.join(tmp, 'not-a-dir');
+    fs.writeFileSync(file, 'x');
+    const proc = spawnEntry('demo/live/start.ts', {
+      DATABASE_URL: undefined,
+      LAKETS_DATA_DIR: file,
+      LAKETS_PG_PORT: String(await freePort()),
+      PORT: String(await freePort()),
+    });
+    expect(await proc.exited).toBe(1);
+    expect(proc.output().trim().split('\n').at(-1)).toBe(`lakets: LAKETS_DATA_DIR ${file} exists but is not a directory`);
+  });
+});
+
+describe('npm run jobs', () => {
+  it('runs one job once against DATABASE_URL and exits 0', async () => {
+    const proc = spawnEntry('jobs/cli.ts', { DATABASE_URL: t.url, LOG_LEVEL: 'info' }, ['partition_manager']);
+    expect(await proc.exited).toBe(0);
+    expect(proc.output()).toMatch(/"job":"partition_manager","status":"succeeded"/);
+  });
+
+  it('explains its usage for an unknown job', async () => {
+    const proc = spawnEntry('jobs/cli.ts', { DATABASE_URL: t.url }, ['nope']);
+    expect(await proc.exited).toBe(2);
+    expect(proc.output()).toMatch(/usage: npm run jobs -- <partition_manager\|stream_ticks>/);
+  });
+});
