@@ -1,0 +1,37 @@
+import { benchIngest } from './ingest.ts';
+import { writeReport } from './harness.ts';
+
+/**
+ * npm run bench -- <name> [--rows N] [--batch N]
+ * Each benchmark measures its target against a baseline in the same run and writes its report
+ * into bench/results/latest.json.
+ */
+const BENCHES: Record<string, (args: Map<string, string>) => Promise<Record<string, unknown>>> = {
+  ingest: (args) =>
+    benchIngest({
+      rows: Number(args.get('rows') ?? 400_000),
+      batchSize: Number(args.get('batch') ?? 10_000),
+      latencySeconds: Number(args.get('seconds') ?? 10),
+      symbols: Number(args.get('symbols') ?? 10),
+    }),
+};
+
+const argv = process.argv.slice(2);
+const names = argv.filter((a, i) => !a.startsWith('--') && !argv[i - 1]?.startsWith('--'));
+const args = new Map<string, string>();
+argv.forEach((a, i) => {
+  if (a.startsWith('--')) args.set(a.slice(2), argv[i + 1] ?? '');
+});
+const selected = names.length ? names : Object.keys(BENCHES);
+for (const name of selected) {
+  const bench = BENCHES[name];
+  if (!bench) {
+    console.error(`unknown benchmark "${name}"; available: ${Object.keys(BENCHES).join(', ')}`);
+    process.exit(2);
+  }
+  console.log(`== ${name}`);
+  const report = await bench(args);
+  console.log(JSON.stringify(report, null, 2));
+  console.log(`report written to ${writeReport(name, report)}`);
+}
+process.exit(0);
