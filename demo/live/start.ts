@@ -59,6 +59,8 @@ try {
     staticDir: path.join(here, 'public'),
   });
 
+  scheduler.onOutcome((job, outcome) => api?.metrics.observeJob({ job, status: outcome.status, ms: outcome.ms }));
+
   if (config.tickRate > 0) {
     streamer = new TickStreamer(db.url, { rate: config.tickRate, symbols: config.symbols }, logger);
     await streamer.start();
@@ -69,6 +71,7 @@ try {
   );
   console.log(`\n  LakeTS Live is running (profile ${config.profile})\n`);
   console.log(`  GraphiQL:   ${api.url}/graphql`);
+  console.log(`  Metrics:    ${api.url}/metrics`);
   console.log(`  Health:     ${api.url}/health   Ready: ${api.url}/ready`);
   console.log(`  Data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`);
   console.log(`\n  Ctrl-C stops everything cleanly.\n`);

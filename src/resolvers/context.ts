@@ -1,10 +1,12 @@
 import type { Db } from '../server/pool.ts';
 import type { AssetCatalog } from './assets.ts';
 import type { PriceFeed } from './price-feed.ts';
+import type { PipelineFeed } from './pipeline-feed.ts';
 
 /** What every resolver can reach; built once per process by the server. */
 export interface ApiContext {
   db: Db;
   assets: AssetCatalog;
   prices: PriceFeed;
+  pipeline: PipelineFeed;
 }

@@ -10,7 +10,7 @@ const PartitionStatus = builder.enumType('PartitionStatus', {
   values: { ACTIVE: { value: 'active' }, TIERED: { value: 'tiered' }, DROPPED: { value: 'dropped' } } as const,
 });
 
-const PartitionRef = builder.objectRef<ChunkRow>('Partition').implement({
+export const PartitionRef = builder.objectRef<ChunkRow>('Partition').implement({
   description: 'A time partition (chunk) of a ChronoTable.',
   fields: (t) => ({
     name: t.exposeString('chunk_name'),

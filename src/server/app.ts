@@ -9,10 +9,12 @@ import type pg from 'pg';
 import { buildSchema } from '../resolvers/schema.ts';
 import { AssetCatalog } from '../resolvers/assets.ts';
 import { PriceFeed, LVC_CHANNEL } from '../resolvers/price-feed.ts';
+import { PipelineFeed } from '../resolvers/pipeline-feed.ts';
 import type { ApiContext } from '../resolvers/context.ts';
 import { createDb, createPool } from './pool.ts';
 import { ListenHub } from './listener.ts';
 import { depthLimitRule } from './depth-limit.ts';
+import { Metrics } from './metrics.ts';
 import type { Logger } from './logger.ts';
 
 export interface ApiOptions {
@@ -35,6 +37,7 @@ export interface ApiServer {
   hub: ListenHub;
   pool: pg.Pool;
   context: ApiContext;
+  metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -76,7 +79,11 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     db,
     assets: new AssetCatalog(db),
     prices: new PriceFeed(db, hub, logger),
+    pipeline: new PipelineFeed(db, logger),
   };
+
+  const metrics = new Metrics(db, logger);
+  const routes: Record<string, http.RequestListener> = { '/metrics': metrics.handler, ...options.routes };
 
   const yoga = createYoga({
     schema: buildSchema(),
@@ -106,7 +113,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
       );
       return;
     }
-    const route = options.routes?.[url.pathname];
+    const route = routes[url.pathname];
     if (route) return route(req, res);
     if (options.staticDir && req.method === 'GET' && serveStatic(options.staticDir, url.pathname, res)) return;
     void yoga.handle(req, res);
@@ -163,9 +170,11 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     hub,
     pool,
     context,
+    metrics,
     close() {
       closing ??= (async () => {
         context.prices.close();
+        context.pipeline.close();
         await wsServer.dispose();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
         server.closeAllConnections();

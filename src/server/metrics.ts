@@ -1,0 +1,81 @@
+import type http from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Db } from './pool.ts';
+import { readPipelineStatus } from '../resolvers/pipeline-feed.ts';
+import type { Logger } from './logger.ts';
+
+export interface JobObservation {
+  job: string;
+  status: 'succeeded' | 'failed' | 'skipped';
+  ms: number;
+}
+
+/**
+ * /metrics in Prometheus text format: the pipeline signals (read from lakets.pipeline_status() at
+ * scrape time, so they are the database's truth) plus the job runs of this process.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly ticksLastMinute = new Gauge({ name: 'lakets_ticks_last_minute', help: 'Ticks whose time is in the last minute', registers: [this.registry] });
+  private readonly partitions = new Gauge({ name: 'lakets_partitions', help: 'Chunks by lifecycle status', labelNames: ['status'], registers: [this.registry] });
+  private readonly defaultRows = new Gauge({ name: 'lakets_default_partition_rows', help: 'Rows waiting in the default partition', registers: [this.registry] });
+  private readonly residentRows = new Gauge({ name: 'lakets_resident_rows', help: 'Rows in resident (not dropped) chunks', registers: [this.registry] });
+  private readonly residentBytes = new Gauge({ name: 'lakets_resident_bytes', help: 'Bytes of resident chunks', registers: [this.registry] });
+  private readonly jobLastDuration = new Gauge({ name: 'lakets_job_last_duration_seconds', help: 'Duration of the last run of each job (any process)', labelNames: ['job'], registers: [this.registry] });
+  private readonly jobFailuresHour = new Gauge({ name: 'lakets_job_failures_last_hour', help: 'Failed runs of each job in the last hour (any process)', labelNames: ['job'], registers: [this.registry] });
+  private readonly jobRuns = new Counter({ name: 'lakets_job_runs_total', help: 'Job runs of this process', labelNames: ['job', 'status'], registers: [this.registry] });
+  private readonly jobDuration = new Histogram({
+    name: 'lakets_job_duration_seconds',
+    help: 'Job run durations in this process',
+    labelNames: ['job'],
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  /** Extra gauges set at scrape time from the pipeline status (lake, rollups) by later slices. */
+  private readonly extra: Array<(status: Record<string, unknown>) => void> = [];
+
+  constructor(
+    private readonly db: Db,
+    private readonly logger: Logger,
+  ) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'lakets_process_' });
+  }
+
+  observeJob(o: JobObservation): void {
+    this.jobRuns.inc({ job: o.job, status: o.status });
+    if (o.status !== 'skipped') this.jobDuration.observe({ job: o.job }, o.ms / 1000);
+  }
+
+  onScrape(fn: (status: Record<string, unknown>) => void): void {
+    this.extra.push(fn);
+  }
+
+  readonly handler: http.RequestListener = (_req, res) => {
+    void this.render().then(
+      (body) => {
+        res.writeHead(200, { 'content-type': this.registry.contentType });
+        res.end(body);
+      },
+      (err: Error) => {
+        this.logger.warn({ err: err.message }, 'metrics scrape failed');
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('metrics unavailable: database not reachable\n');
+      },
+    );
+  };
+
+  async render(): Promise<string> {
+    const s = await readPipelineStatus(this.db);
+    this.ticksLastMinute.set(s.ticksLastMinute);
+    for (const status of ['active', 'tiered', 'dropped'] as const) this.partitions.set({ status }, s.partitions[status]);
+    this.defaultRows.set(s.defaultPartitionRows);
+    this.residentRows.set(s.partitions.residentRows);
+    this.residentBytes.set(s.partitions.residentBytes);
+    for (const j of s.jobs) {
+      if (j.lastDurationMs !== null) this.jobLastDuration.set({ job: j.job }, j.lastDurationMs / 1000);
+      this.jobFailuresHour.set({ job: j.job }, j.failuresLastHour);
+    }
+    for (const fn of this.extra) fn(s);
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,64 @@
+-- The demo's signals in one round trip (DESIGN §4.6, §7): what the dashboard, the pipeline
+-- query/subscription and /metrics read.
+
+CREATE OR REPLACE FUNCTION lakets.pipeline_status(p_table text DEFAULT 'stock_ticks') RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    t lakets.chronotables;
+    v jsonb;
+    v_ticks_minute bigint;
+    v_default_rows bigint;
+BEGIN
+    SELECT * INTO t FROM lakets.chronotables WHERE table_name = p_table;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown chronotable %', p_table USING ERRCODE = '42P01';
+    END IF;
+    -- Ticks of the last minute of event time: two chunks at most are scanned (partition pruning).
+    EXECUTE format('SELECT count(*) FROM %I.%I WHERE %I > now() - interval ''1 minute''',
+                   t.table_schema, t.table_name, t.time_column) INTO v_ticks_minute;
+    EXECUTE format('SELECT count(*) FROM %I.%I', t.table_schema, t.table_name || '_default') INTO v_default_rows;
+
+    SELECT jsonb_build_object(
+        'at', to_jsonb(clock_timestamp()),
+        'table', p_table,
+        'ticksLastMinute', v_ticks_minute,
+        'defaultPartitionRows', v_default_rows,
+        'chunkInterval', t.chunk_interval::text,
+        'partitions', (
+            SELECT jsonb_build_object(
+                'active', count(*) FILTER (WHERE status = 'active'),
+                'tiered', count(*) FILTER (WHERE status = 'tiered'),
+                'dropped', count(*) FILTER (WHERE status = 'dropped'),
+                'residentRows', coalesce(sum(row_count) FILTER (WHERE status <> 'dropped'), 0),
+                'residentBytes', coalesce(sum(size_bytes) FILTER (WHERE status <> 'dropped'), 0),
+                'droppedRows', coalesce(sum(row_count) FILTER (WHERE status = 'dropped'), 0))
+              FROM lakets.chunks WHERE table_name = p_table),
+        'jobs', (
+            SELECT coalesce(jsonb_agg(j ORDER BY j->>'job'), '[]'::jsonb) FROM (
+                SELECT jsonb_build_object(
+                    'job', last.job,
+                    'lastStatus', last.status,
+                    'lastStartedAt', last.started_at,
+                    'lastFinishedAt', last.finished_at,
+                    'lastDurationMs', round(extract(epoch FROM (last.finished_at - last.started_at)) * 1000),
+                    'lastRowsAffected', last.rows_affected,
+                    'lastError', last.detail->>'error',
+                    'failuresLastHour', (SELECT count(*) FROM lakets.job_runs f
+                                          WHERE f.job = last.job AND f.status = 'failed'
+                                            AND f.started_at > now() - interval '1 hour')) AS j
+                  FROM (SELECT DISTINCT ON (job) * FROM lakets.job_runs
+                         WHERE status <> 'skipped' AND started_at > now() - interval '1 day'
+                         ORDER BY job, id DESC) last) x)
+    ) INTO v;
+    RETURN v;
+END;
+$$;
+
+CREATE INDEX IF NOT EXISTS job_runs_started_idx ON lakets.job_runs (started_at);
+
+-- Recent job runs are all the dashboard needs; keep the ledger from growing without bound.
+CREATE OR REPLACE FUNCTION lakets.prune_job_runs(p_keep interval DEFAULT interval '7 days') RETURNS bigint
+LANGUAGE sql AS $$
+    WITH gone AS (DELETE FROM lakets.job_runs WHERE started_at < now() - p_keep RETURNING 1)
+    SELECT count(*) FROM gone
+$$;
