@@ -3,6 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { freePort } from './helpers/ports.ts';
 import { spawnEntry, type Spawned } from './helpers/processes.ts';
@@ -74,6 +75,17 @@ describe('npm start', () => {
     await ready(port, first);
     await waitFor(async () => (await prices(port)).length === 10, 30_000, 'prices of all ten symbols');
     const before = await prices(port);
+    // the API reads through a read-only role
+    const apiRole = new pg.Client({ connectionString: `postgres://lakets_api:lakets@127.0.0.1:${pgPort}/lakets` });
+    await apiRole.connect();
+    const { rows: sessions } = await apiRole.query<{ usename: string }>(
+      `SELECT DISTINCT usename FROM pg_stat_activity WHERE application_name = 'lakets-api'`,
+    );
+    expect(sessions.map((r) => r.usename)).toEqual(['lakets_api']);
+    await expect(apiRole.query(`INSERT INTO stock_ticks (time, symbol, price, volume) VALUES (now(), 'AAPL', 1, 1)`)).rejects.toThrow(
+      /read-only transaction/,
+    );
+    await apiRole.end();
     first.child.kill('SIGINT');
     expect(await first.exited).toBe(0);
     expect(fs.existsSync(path.join(dataDir, 'pg', 'postmaster.pid'))).toBe(false);

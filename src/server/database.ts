@@ -27,6 +27,7 @@ export async function openDatabase(
   options: { joinRunning?: boolean } = {},
 ): Promise<DatabaseHandle> {
   let handle: DatabaseHandle;
+  let embeddedApiRole = false;
   const running = !config.databaseUrl && options.joinRunning ? runningEmbeddedServer(config.dataDir) : undefined;
   if (running) {
     // A one-off job next to `npm start`: use the server it runs instead of refusing the data dir.
@@ -46,6 +47,7 @@ export async function openDatabase(
     try {
       const url = await ensureDatabase(embedded.adminUrl, EMBEDDED_DATABASE);
       handle = { url, directUrl: url, apiUrl: config.databaseApiUrl ?? url, embedded, stop: () => embedded.stop() };
+      embeddedApiRole = !config.databaseApiUrl;
     } catch (err) {
       await embedded.stop();
       throw err;
@@ -56,6 +58,7 @@ export async function openDatabase(
     const applied = await migrate(handle.url);
     if (applied.length) logger.info({ applied }, 'migrations applied');
     await applyPolicy(handle.url, config);
+    if (embeddedApiRole) handle.apiUrl = await ensureReadOnlyApiRole(handle.url);
   } catch (err) {
     await handle.stop();
     throw err;
@@ -77,4 +80,38 @@ export async function applyPolicy(url: string, config: Config): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+export const API_ROLE = 'lakets_api';
+
+/**
+ * The API reads through a read-only role (DESIGN §6): a GraphQL bug can never write. On the
+ * embedded server we own the cluster and create it; with DATABASE_URL, DATABASE_API_URL may name
+ * one the operator made.
+ */
+export async function ensureReadOnlyApiRole(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`
+      DO $$
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${API_ROLE}') THEN
+          CREATE ROLE ${API_ROLE} LOGIN PASSWORD 'lakets';
+        END IF;
+      END $$;
+      ALTER ROLE ${API_ROLE} SET default_transaction_read_only = on;
+      GRANT USAGE ON SCHEMA public, lakets TO ${API_ROLE};
+      GRANT SELECT ON ALL TABLES IN SCHEMA public, lakets TO ${API_ROLE};
+      ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO ${API_ROLE};
+      ALTER DEFAULT PRIVILEGES IN SCHEMA lakets GRANT SELECT ON TABLES TO ${API_ROLE};`);
+    const dbName = new URL(url).pathname.slice(1);
+    await client.query(`GRANT CONNECT ON DATABASE ${client.escapeIdentifier(dbName)} TO ${API_ROLE}`);
+  } finally {
+    await client.end();
+  }
+  const api = new URL(url);
+  api.username = API_ROLE;
+  api.password = 'lakets';
+  return api.toString();
 }
