@@ -3,7 +3,7 @@ import { openDatabase } from '../src/server/database.ts';
 import { createLogger } from '../src/server/logger.ts';
 import { runJobOnce } from './job.ts';
 import { JOBS } from './registry.ts';
-import { TickStreamer } from './stream-ticks.ts';
+import { TickStreamer, streamOptions } from './stream-ticks.ts';
 
 /**
  * npm run jobs -- <name> [--seconds N]
@@ -33,7 +33,7 @@ try {
   if (name === 'stream_ticks') {
     const secondsIdx = rest.indexOf('--seconds');
     const seconds = secondsIdx >= 0 ? Number(rest[secondsIdx + 1]) : undefined;
-    const streamer = new TickStreamer(db.url, { rate: config.tickRate || 1000, symbols: config.symbols }, logger);
+    const streamer = new TickStreamer(db.url, streamOptions({ ...config, tickRate: config.tickRate || 1000 }), logger);
     await streamer.start();
     logger.info({ rate: config.tickRate || 1000, symbols: config.symbols }, 'stream_ticks running (Ctrl-C stops)');
     await new Promise<void>((resolve) => {

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from '../src/server/logger.ts';
+import type { Config } from '../src/server/config.ts';
 import { TickGenerator, formatMicros, nowMicros, seededRandom, type GeneratorOptions, type SymbolSpec, type Tick } from './tick-generator.ts';
 
 export interface StreamOptions extends GeneratorOptions {
@@ -23,6 +24,15 @@ export interface StreamStats {
   failures: number;
   lastError?: string;
   startedAt: Date;
+}
+
+/** The stream settings of a configuration (LAKETS_TICK_RATE, LAKETS_SYMBOLS, LAKETS_TICK_BURST). */
+export function streamOptions(config: Pick<Config, 'tickRate' | 'symbols' | 'tickBurst'>): StreamOptions {
+  return {
+    rate: config.tickRate,
+    symbols: config.symbols,
+    ...(config.tickBurst > 0 ? { burstEveryMs: 60_000, burstSize: config.tickBurst } : {}),
+  };
 }
 
 /** Writes ticks with COPY in one statement per batch (the statement-level triggers fire once). */

@@ -90,4 +90,14 @@ describe('jobs', () => {
     const logged = await runs('stream_ticks');
     expect(logged.at(-1)).toMatchObject({ status: 'succeeded', rows_affected: String(n) });
   });
+
+  it('sends a back-dated burst in burst mode', async () => {
+    const { rows: before } = await t.query<{ n: string }>(`SELECT count(*) AS n FROM stock_ticks WHERE time < now() - interval '25 seconds'`);
+    const streamer = new TickStreamer(t.url, { rate: 100, symbols: 10, burstEveryMs: 300, burstSize: 400 }, logger);
+    await streamer.start();
+    await new Promise((r) => setTimeout(r, 1_000));
+    await streamer.stop();
+    const { rows: after } = await t.query<{ n: string }>(`SELECT count(*) AS n FROM stock_ticks WHERE time < now() - interval '25 seconds'`);
+    expect(Number(after[0]!.n) - Number(before[0]!.n)).toBeGreaterThanOrEqual(400);
+  });
 });

@@ -7,7 +7,7 @@ import { startApi, type ApiServer } from '../../src/server/app.ts';
 import { Scheduler } from '../../jobs/scheduler.ts';
 import { SCHEDULED_JOBS } from '../../jobs/registry.ts';
 import { partitionManager } from '../../jobs/partition-manager.ts';
-import { TickStreamer } from '../../jobs/stream-ticks.ts';
+import { TickStreamer, streamOptions } from '../../jobs/stream-ticks.ts';
 
 /**
  * npm start: the whole pipeline in one process tree — Postgres (embedded unless DATABASE_URL),
@@ -62,7 +62,7 @@ try {
   scheduler.onOutcome((job, outcome) => api?.metrics.observeJob({ job, status: outcome.status, ms: outcome.ms }));
 
   if (config.tickRate > 0) {
-    streamer = new TickStreamer(db.url, { rate: config.tickRate, symbols: config.symbols }, logger);
+    streamer = new TickStreamer(db.url, streamOptions(config), logger);
     await streamer.start();
   }
   logger.info(

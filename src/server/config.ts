@@ -21,6 +21,8 @@ export interface Config {
   profile: 'demo' | 'production';
   policy: Policy;
   tickRate: number;
+  /** Burst mode: a back-dated batch of this many ticks every minute (0 = off). */
+  tickBurst: number;
   symbols: number;
   logLevel: string;
   maxFutureSkew: string;
@@ -76,6 +78,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       dropAfter: intervalEnv(env, 'LAKETS_DROP_AFTER', base.dropAfter),
     },
     tickRate: intEnv(env, 'LAKETS_TICK_RATE', 1000, 0, 1_000_000),
+    tickBurst: intEnv(env, 'LAKETS_TICK_BURST', 0, 0, 1_000_000),
     symbols: intEnv(env, 'LAKETS_SYMBOLS', 10, 1, 5000),
     logLevel: env.LOG_LEVEL || 'info',
     maxFutureSkew: intervalEnv(env, 'LAKETS_MAX_FUTURE_SKEW', '5 minutes'),
