@@ -1,8 +1,12 @@
 import { partitionManager } from './partition-manager.ts';
+import { rollupRefresh } from './rollup-refresh.ts';
 import type { Job } from './job.ts';
 import type { ScheduledJob } from './scheduler.ts';
 
 /** Every scheduled job with its cadences (DESIGN §5). */
-export const SCHEDULED_JOBS: ScheduledJob[] = [{ job: partitionManager, everySeconds: { demo: 10, production: 300 } }];
+export const SCHEDULED_JOBS: ScheduledJob[] = [
+  { job: partitionManager, everySeconds: { demo: 10, production: 300 } },
+  { job: rollupRefresh, everySeconds: { demo: 5, production: 60 } },
+];
 
 export const JOBS: Record<string, Job> = Object.fromEntries(SCHEDULED_JOBS.map((s) => [s.job.name, s.job]));

@@ -22,7 +22,8 @@ afterAll(async () => {
 
 const PIPELINE = `{
   pipeline {
-    at ticksLastMinute defaultPartitionRows chunkInterval
+    at ticksLastMinute defaultPartitionRows chunkInterval invalidationsPending
+    watermarks { rollup granularity watermark pendingInvalidations }
     partitions { active tiered dropped residentRows residentBytes droppedRows }
     jobs { job lastStatus lastDurationMs failuresLastHour lastError }
     latestPrices { symbol price }
@@ -41,6 +42,9 @@ describe('pipeline signals', () => {
     expect(p.ticksLastMinute).toBe(250);
     expect(p.defaultPartitionRows).toBe(1);
     expect(p.chunkInterval).toBe('00:01:00');
+    // 251 ticks in two symbols: (minute, hour, day) buckets of AAPL now and of MSFT in 2021
+    expect(p.invalidationsPending).toBeGreaterThanOrEqual(6);
+    expect(p.watermarks.map((w: { rollup: string }) => w.rollup)).toEqual(['ohlcv_1min', 'ohlcv_1hour', 'ohlcv_1day']);
     expect(p.partitions.active).toBeGreaterThanOrEqual(4);
     expect(p.partitions.residentRows).toBe(250);
     expect(p.jobs).toEqual([expect.objectContaining({ job: 'partition_manager', lastStatus: 'succeeded', failuresLastHour: 0, lastError: null })]);
@@ -61,6 +65,7 @@ describe('pipeline signals', () => {
     expect(text).toMatch(/^lakets_ticks_last_minute 250$/m);
     expect(text).toMatch(/^lakets_partitions\{status="active"\} \d+$/m);
     expect(text).toMatch(/^lakets_default_partition_rows 1$/m);
+    expect(text).toMatch(/^lakets_invalidations_pending \d+$/m);
     expect(text).toMatch(/^lakets_job_runs_total\{job="partition_manager",status="succeeded"\} 1$/m);
     expect(text).toMatch(/^lakets_job_duration_seconds_count\{job="partition_manager"\} 1$/m);
     expect(text).toMatch(/^lakets_job_last_duration_seconds\{job="partition_manager"\} [0-9.e-]+$/m);

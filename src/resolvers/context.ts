@@ -2,6 +2,7 @@ import type { Db } from '../server/pool.ts';
 import type { AssetCatalog } from './assets.ts';
 import type { PriceFeed } from './price-feed.ts';
 import type { PipelineFeed } from './pipeline-feed.ts';
+import type { CandleFeed } from './candle-feed.ts';
 
 /** What every resolver can reach; built once per process by the server. */
 export interface ApiContext {
@@ -9,4 +10,5 @@ export interface ApiContext {
   assets: AssetCatalog;
   prices: PriceFeed;
   pipeline: PipelineFeed;
+  candles: CandleFeed;
 }

@@ -11,6 +11,14 @@ export interface PipelineStatus {
   defaultPartitionRows: number;
   chunkInterval: string;
   partitions: { active: number; tiered: number; dropped: number; residentRows: number; residentBytes: number; droppedRows: number };
+  invalidationsPending: number;
+  rollups: Array<{
+    rollup: string;
+    watermark: string | null;
+    pendingInvalidations: number;
+    lastRefreshAt: string | null;
+    lastRefreshMs: number | null;
+  }>;
   jobs: Array<{
     job: string;
     lastStatus: string;

@@ -2,6 +2,7 @@ import { builder } from './builder.ts';
 import { PriceRef } from './prices.ts';
 import { PartitionRef } from './partitions.ts';
 import type { PipelineStatus } from './pipeline-feed.ts';
+import { WatermarkRef, granularityOfRollup } from './candles.ts';
 
 type JobStatus = PipelineStatus['jobs'][number];
 type PartitionCounts = PipelineStatus['partitions'];
@@ -43,6 +44,23 @@ export const PipelineRef = builder.objectRef<PipelineStatus>('Pipeline').impleme
     }),
     chunkInterval: t.string({ resolve: (p) => p.chunkInterval }),
     partitions: t.field({ type: PartitionCountsRef, resolve: (p) => p.partitions }),
+    invalidationsPending: t.float({
+      description: 'Rows in the rollup invalidation log: the write triggers fill it, rollup_refresh drains it.',
+      resolve: (p) => p.invalidationsPending,
+    }),
+    watermarks: t.field({
+      type: [WatermarkRef],
+      description: 'Every rollup in refresh order with its watermark (advanced by rollup_refresh).',
+      resolve: (p) =>
+        p.rollups.map((r) => ({
+          rollup: r.rollup,
+          granularity: granularityOfRollup(r.rollup),
+          watermark: r.watermark ? new Date(r.watermark) : null,
+          pendingInvalidations: r.pendingInvalidations,
+          lastRefreshAt: r.lastRefreshAt ? new Date(r.lastRefreshAt) : null,
+          lastRefreshMs: r.lastRefreshMs,
+        })),
+    }),
     jobs: t.field({ type: [JobStatusRef], resolve: (p) => p.jobs }),
     latestPrices: t.field({
       type: [PriceRef],

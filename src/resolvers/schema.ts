@@ -4,6 +4,7 @@ import { builder } from './builder.ts';
 import './assets.ts';
 import './prices.ts';
 import './partitions.ts';
+import './candles.ts';
 import './pipeline.ts';
 
 let schema: GraphQLSchema | undefined;

@@ -10,6 +10,7 @@ import { buildSchema } from '../resolvers/schema.ts';
 import { AssetCatalog } from '../resolvers/assets.ts';
 import { PriceFeed, LVC_CHANNEL } from '../resolvers/price-feed.ts';
 import { PipelineFeed } from '../resolvers/pipeline-feed.ts';
+import { CandleFeed, CANDLES_CHANNEL } from '../resolvers/candle-feed.ts';
 import type { ApiContext } from '../resolvers/context.ts';
 import { createDb, createPool } from './pool.ts';
 import { ListenHub } from './listener.ts';
@@ -73,13 +74,14 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
   const { logger } = options;
   const pool = createPool(options.apiUrl, { applicationName: 'lakets-api' });
   const db = createDb(pool);
-  const hub = new ListenHub(options.listenUrl, logger, [LVC_CHANNEL]);
+  const hub = new ListenHub(options.listenUrl, logger, [LVC_CHANNEL, CANDLES_CHANNEL]);
   await hub.start();
   const context: ApiContext = {
     db,
     assets: new AssetCatalog(db),
     prices: new PriceFeed(db, hub, logger),
     pipeline: new PipelineFeed(db, logger),
+    candles: new CandleFeed(db, hub, logger),
   };
 
   const metrics = new Metrics(db, logger);
@@ -175,6 +177,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
       closing ??= (async () => {
         context.prices.close();
         context.pipeline.close();
+        context.candles.close();
         await wsServer.dispose();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
         server.closeAllConnections();

@@ -21,6 +21,8 @@ export class Metrics {
   private readonly defaultRows = new Gauge({ name: 'lakets_default_partition_rows', help: 'Rows waiting in the default partition', registers: [this.registry] });
   private readonly residentRows = new Gauge({ name: 'lakets_resident_rows', help: 'Rows in resident (not dropped) chunks', registers: [this.registry] });
   private readonly residentBytes = new Gauge({ name: 'lakets_resident_bytes', help: 'Bytes of resident chunks', registers: [this.registry] });
+  private readonly invalidations = new Gauge({ name: 'lakets_invalidations_pending', help: 'Rows in the rollup invalidation log', registers: [this.registry] });
+  private readonly watermarkLag = new Gauge({ name: 'lakets_rollup_watermark_lag_seconds', help: 'now() minus the rollup watermark', labelNames: ['rollup'], registers: [this.registry] });
   private readonly jobLastDuration = new Gauge({ name: 'lakets_job_last_duration_seconds', help: 'Duration of the last run of each job (any process)', labelNames: ['job'], registers: [this.registry] });
   private readonly jobFailuresHour = new Gauge({ name: 'lakets_job_failures_last_hour', help: 'Failed runs of each job in the last hour (any process)', labelNames: ['job'], registers: [this.registry] });
   private readonly jobRuns = new Counter({ name: 'lakets_job_runs_total', help: 'Job runs of this process', labelNames: ['job', 'status'], registers: [this.registry] });
@@ -71,6 +73,10 @@ export class Metrics {
     this.defaultRows.set(s.defaultPartitionRows);
     this.residentRows.set(s.partitions.residentRows);
     this.residentBytes.set(s.partitions.residentBytes);
+    this.invalidations.set(s.invalidationsPending);
+    for (const r of s.rollups) {
+      if (r.watermark) this.watermarkLag.set({ rollup: r.rollup }, (Date.parse(s.at) - Date.parse(r.watermark)) / 1000);
+    }
     for (const j of s.jobs) {
       if (j.lastDurationMs !== null) this.jobLastDuration.set({ job: j.job }, j.lastDurationMs / 1000);
       this.jobFailuresHour.set({ job: j.job }, j.failuresLastHour);

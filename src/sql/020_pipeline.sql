@@ -24,6 +24,11 @@ BEGIN
         'ticksLastMinute', v_ticks_minute,
         'defaultPartitionRows', v_default_rows,
         'chunkInterval', t.chunk_interval::text,
+        'invalidationsPending', (SELECT count(*) FROM lakets.rollup_invalidations),
+        'rollups', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'rollup', d.name, 'watermark', d.watermark, 'pendingInvalidations', d.pending_invalidations,
+                        'lastRefreshAt', d.last_refresh_at, 'lastRefreshMs', d.last_refresh_ms) ORDER BY d.refresh_order), '[]'::jsonb)
+                      FROM lakets.show_rollup_dag() d),
         'partitions', (
             SELECT jsonb_build_object(
                 'active', count(*) FILTER (WHERE status = 'active'),
