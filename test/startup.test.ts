@@ -43,7 +43,7 @@ async function prices(port: number): Promise<Array<{ symbol: string; price: numb
   return res.data.latestPrices;
 }
 
-describe('npm start', () => {
+describe('npm start', { timeout: 240_000 }, () => {
   it('runs against DATABASE_URL without starting an embedded Postgres', async () => {
     const port = await freePort();
     const dataDir = path.join(tmp, 'unused');
@@ -135,7 +135,7 @@ describe('npm start', () => {
   });
 });
 
-describe('npm run jobs', () => {
+describe('npm run jobs', { timeout: 120_000 }, () => {
   it('runs one job once against DATABASE_URL and exits 0', async () => {
     const proc = spawnEntry('jobs/cli.ts', { DATABASE_URL: t.url, LOG_LEVEL: 'info' }, ['partition_manager']);
     expect(await proc.exited).toBe(0);
