@@ -45,7 +45,7 @@ async function bruteForce(width: string, from: Date, to: Date) {
       GROUP BY 1 ORDER BY 1`,
     [width, from, to],
   );
-  return rows.map((r) => ({ ...r, bucket: r.bucket.toISOString(), time: r.bucket.getTime() / 1000 }));
+  return rows.map((r) => ({ ...r, bucket: r.bucket.toISOString(), time: r.bucket.getTime() / 1000 }) as Record<string, any>);
 }
 
 const FIELDS = 'bucket time open high low close volume tickCount final';
