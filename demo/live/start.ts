@@ -7,6 +7,7 @@ import { startApi, type ApiServer } from '../../src/server/app.ts';
 import { Scheduler } from '../../jobs/scheduler.ts';
 import { SCHEDULED_JOBS } from '../../jobs/registry.ts';
 import { partitionManager } from '../../jobs/partition-manager.ts';
+import { vendorRoutes } from './vendor-routes.ts';
 import { TickStreamer, streamOptions } from '../../jobs/stream-ticks.ts';
 
 /**
@@ -57,6 +58,7 @@ try {
     host: config.host,
     logger,
     staticDir: path.join(here, 'public'),
+    routes: vendorRoutes(),
   });
 
   scheduler.onOutcome((job, outcome) => api?.metrics.observeJob({ job, status: outcome.status, ms: outcome.ms }));
