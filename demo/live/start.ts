@@ -72,6 +72,7 @@ try {
     'LakeTS Live is running',
   );
   console.log(`\n  LakeTS Live is running (profile ${config.profile})\n`);
+  console.log(`  Dashboard:  ${api.url}/`);
   console.log(`  GraphiQL:   ${api.url}/graphql`);
   console.log(`  Metrics:    ${api.url}/metrics`);
   console.log(`  Health:     ${api.url}/health   Ready: ${api.url}/ready`);
