@@ -1,5 +1,7 @@
 import { partitionManager } from './partition-manager.ts';
 import { rollupRefresh } from './rollup-refresh.ts';
+import { tiering } from './tiering.ts';
+import { retention } from './retention.ts';
 import type { Job } from './job.ts';
 import type { ScheduledJob } from './scheduler.ts';
 
@@ -7,6 +9,8 @@ import type { ScheduledJob } from './scheduler.ts';
 export const SCHEDULED_JOBS: ScheduledJob[] = [
   { job: partitionManager, everySeconds: { demo: 10, production: 300 } },
   { job: rollupRefresh, everySeconds: { demo: 5, production: 60 } },
+  { job: tiering, everySeconds: { demo: 15, production: 900 } },
+  { job: retention, everySeconds: { demo: 15, production: 3600 } },
 ];
 
 export const JOBS: Record<string, Job> = Object.fromEntries(SCHEDULED_JOBS.map((s) => [s.job.name, s.job]));

@@ -56,7 +56,9 @@ describe('npm start', { timeout: 240_000 }, () => {
     });
     await ready(port, proc);
     await waitFor(async () => (await prices(port)).length === 10, 30_000, 'prices of all ten symbols');
-    expect(fs.existsSync(dataDir)).toBe(false);
+    // no embedded Postgres: LAKETS_DATA_DIR holds only the lake
+    await waitFor(() => fs.existsSync(path.join(dataDir, 'lake', 'stock_ticks', '_delta_log')), 30_000, 'the lake table');
+    expect(fs.readdirSync(dataDir)).toEqual(['lake']);
     expect(proc.output()).toContain(`http://127.0.0.1:${port}/graphql`);
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
@@ -145,6 +147,6 @@ describe('npm run jobs', { timeout: 120_000 }, () => {
   it('explains its usage for an unknown job', async () => {
     const proc = spawnEntry('jobs/cli.ts', { DATABASE_URL: t.url }, ['nope']);
     expect(await proc.exited).toBe(2);
-    expect(proc.output()).toMatch(/usage: npm run jobs -- <partition_manager\|rollup_refresh\|stream_ticks>/);
+    expect(proc.output()).toMatch(/usage: npm run jobs -- <partition_manager\|rollup_refresh\|tiering\|retention\|stream_ticks>/);
   });
 });

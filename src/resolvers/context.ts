@@ -11,4 +11,6 @@ export interface ApiContext {
   prices: PriceFeed;
   pipeline: PipelineFeed;
   candles: CandleFeed;
+  /** The Delta Lake table of stock_ticks, for reads of dropped chunks (unset: Postgres only). */
+  lakeDir?: string;
 }

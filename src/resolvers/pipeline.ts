@@ -3,6 +3,7 @@ import { PriceRef } from './prices.ts';
 import { PartitionRef } from './partitions.ts';
 import type { PipelineStatus } from './pipeline-feed.ts';
 import { WatermarkRef, granularityOfRollup } from './candles.ts';
+import { LakeStatusRef, lakeOf } from './lake.ts';
 
 type JobStatus = PipelineStatus['jobs'][number];
 type PartitionCounts = PipelineStatus['partitions'];
@@ -62,6 +63,12 @@ export const PipelineRef = builder.objectRef<PipelineStatus>('Pipeline').impleme
         })),
     }),
     jobs: t.field({ type: [JobStatusRef], resolve: (p) => p.jobs }),
+    lake: t.field({
+      type: LakeStatusRef,
+      nullable: true,
+      description: 'The change-feed sync: rows synced to the lake, its state and slot lag.',
+      resolve: (p) => lakeOf(p),
+    }),
     latestPrices: t.field({
       type: [PriceRef],
       description: 'The last value cache: latest price of every symbol.',

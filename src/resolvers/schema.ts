@@ -5,6 +5,8 @@ import './assets.ts';
 import './prices.ts';
 import './partitions.ts';
 import './candles.ts';
+import './lake.ts';
+import './ticks.ts';
 import './pipeline.ts';
 
 let schema: GraphQLSchema | undefined;

@@ -29,6 +29,8 @@ export interface ApiOptions {
   /** Extra routes served before GraphQL (dashboard, metrics). */
   routes?: Record<string, http.RequestListener>;
   staticDir?: string;
+  /** The lake table of stock_ticks (LAKETS_DATA_DIR/lake/stock_ticks), for cross-tier reads. */
+  lakeDir?: string;
 }
 
 export interface ApiServer {
@@ -82,6 +84,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     prices: new PriceFeed(db, hub, logger),
     pipeline: new PipelineFeed(db, logger),
     candles: new CandleFeed(db, hub, logger),
+    ...(options.lakeDir ? { lakeDir: options.lakeDir } : {}),
   };
 
   const metrics = new Metrics(db, logger);

@@ -26,6 +26,8 @@ export interface Config {
   symbols: number;
   logLevel: string;
   maxFutureSkew: string;
+  /** Longest a change waits before the sync commits it to the lake (DESIGN §11.7: ≈10 s in production). */
+  cdfBatchMs: number;
 }
 
 const PROFILES: Record<Config['profile'], Policy> = {
@@ -82,5 +84,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     symbols: intEnv(env, 'LAKETS_SYMBOLS', 10, 1, 5000),
     logLevel: env.LOG_LEVEL || 'info',
     maxFutureSkew: intervalEnv(env, 'LAKETS_MAX_FUTURE_SKEW', '5 minutes'),
+    cdfBatchMs: intEnv(env, 'LAKETS_CDF_BATCH_MS', profileName === 'demo' ? 3_000 : 10_000, 50, 600_000),
   };
 }

@@ -66,7 +66,7 @@ export async function openDatabase(
   return handle;
 }
 
-/** The profile's chunk interval and skew for the tick ChronoTable (existing chunks keep theirs). */
+/** The profile's chunk interval, skew and lifecycle thresholds for the tick ChronoTable (existing chunks keep their ranges). */
 export async function applyPolicy(url: string, config: Config): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -77,6 +77,10 @@ export async function applyPolicy(url: string, config: Config): Promise<void> {
                  FROM lakets.chronotables WHERE table_name = 'stock_ticks')`,
       [config.policy.chunkInterval, config.maxFutureSkew],
     );
+    await client.query(`SELECT lakets.add_tiered_retention_policy('stock_ticks', $1::interval, $2::interval, 'tick_id')`, [
+      config.policy.tierAfter,
+      config.policy.dropAfter,
+    ]);
   } finally {
     await client.end();
   }

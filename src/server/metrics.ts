@@ -23,6 +23,10 @@ export class Metrics {
   private readonly residentBytes = new Gauge({ name: 'lakets_resident_bytes', help: 'Bytes of resident chunks', registers: [this.registry] });
   private readonly invalidations = new Gauge({ name: 'lakets_invalidations_pending', help: 'Rows in the rollup invalidation log', registers: [this.registry] });
   private readonly watermarkLag = new Gauge({ name: 'lakets_rollup_watermark_lag_seconds', help: 'now() minus the rollup watermark', labelNames: ['rollup'], registers: [this.registry] });
+  private readonly lakeRows = new Gauge({ name: 'lakets_lake_rows_synced', help: 'Change events written to the lake', registers: [this.registry] });
+  private readonly lakeStreaming = new Gauge({ name: 'lakets_lake_streaming', help: '1 while the change-feed sync is STREAMING', registers: [this.registry] });
+  private readonly slotRetained = new Gauge({ name: 'lakets_slot_retained_wal_bytes', help: 'WAL held back by the replication slot', registers: [this.registry] });
+  private readonly slotLag = new Gauge({ name: 'lakets_slot_lag_bytes', help: 'Server WAL position minus the slot confirmed position', registers: [this.registry] });
   private readonly jobLastDuration = new Gauge({ name: 'lakets_job_last_duration_seconds', help: 'Duration of the last run of each job (any process)', labelNames: ['job'], registers: [this.registry] });
   private readonly jobFailuresHour = new Gauge({ name: 'lakets_job_failures_last_hour', help: 'Failed runs of each job in the last hour (any process)', labelNames: ['job'], registers: [this.registry] });
   private readonly jobRuns = new Counter({ name: 'lakets_job_runs_total', help: 'Job runs of this process', labelNames: ['job', 'status'], registers: [this.registry] });
@@ -74,6 +78,13 @@ export class Metrics {
     this.residentRows.set(s.partitions.residentRows);
     this.residentBytes.set(s.partitions.residentBytes);
     this.invalidations.set(s.invalidationsPending);
+    const lake = s.lake as { state: string; rowsSynced: number; slotRetainedBytes: number | null; slotLagBytes: number | null } | null | undefined;
+    if (lake) {
+      this.lakeRows.set(lake.rowsSynced);
+      this.lakeStreaming.set(lake.state === 'STREAMING' ? 1 : 0);
+      if (lake.slotRetainedBytes !== null) this.slotRetained.set(lake.slotRetainedBytes);
+      if (lake.slotLagBytes !== null) this.slotLag.set(lake.slotLagBytes);
+    }
     for (const r of s.rollups) {
       if (r.watermark) this.watermarkLag.set({ rollup: r.rollup }, (Date.parse(s.at) - Date.parse(r.watermark)) / 1000);
     }

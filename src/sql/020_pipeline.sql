@@ -24,6 +24,17 @@ BEGIN
         'ticksLastMinute', v_ticks_minute,
         'defaultPartitionRows', v_default_rows,
         'chunkInterval', t.chunk_interval::text,
+        'lake', (SELECT jsonb_build_object(
+                        'state', s.state, 'committedLsn', s.committed_lsn::text, 'deltaVersion', s.delta_version,
+                        'rowsSynced', s.rows_synced, 'updatedAt', s.updated_at, 'slotName', s.slot_name,
+                        'slotActive', coalesce(r.active, false),
+                        -- WAL the slot holds back (what a stopped sync costs, §11.12) and how far the
+                        -- sync's confirmed position trails the server.
+                        'slotRetainedBytes', pg_wal_lsn_diff(pg_current_wal_lsn(), r.restart_lsn),
+                        'slotLagBytes', pg_wal_lsn_diff(pg_current_wal_lsn(), r.confirmed_flush_lsn),
+                        'error', s.detail->>'error')
+                   FROM lakets.cdf_state s LEFT JOIN pg_replication_slots r ON r.slot_name = s.slot_name
+                  WHERE s.table_name = p_table),
         'invalidationsPending', (SELECT count(*) FROM lakets.rollup_invalidations),
         'rollups', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                         'rollup', d.name, 'watermark', d.watermark, 'pendingInvalidations', d.pending_invalidations,

@@ -50,6 +50,12 @@ export async function createTestDatabase(label: string, options: { migrate?: boo
       await db.destroy().catch(() => undefined);
       const a = new pg.Client({ connectionString: adminUrl });
       await a.connect();
+      // A change-feed slot of this database (cdf_sync ran against it) would block the drop.
+      await a.query(
+        `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`,
+        [name],
+      );
+      await a.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`, [name]).catch(() => undefined);
       await a.query(`DROP DATABASE IF EXISTS ${a.escapeIdentifier(name)} WITH (FORCE)`);
       await a.end();
     },

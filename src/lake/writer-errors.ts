@@ -1,0 +1,28 @@
+// Errors of the Delta writer. The sync must tell "someone else committed this version" (reload and
+// re-check the txn) from "this table belongs to another source" (never append: refuse, §11.7).
+
+/** Another writer created the commit version this writer tried to create (put-if-absent lost). */
+export class DeltaCommitConflictError extends Error {
+  override readonly name: string = 'DeltaCommitConflictError';
+  constructor(
+    readonly tableDir: string,
+    readonly version: number,
+  ) {
+    super(`Delta commit ${version} of ${tableDir} already exists: another writer committed it; reopen the table`);
+  }
+}
+
+/**
+ * The table is bound to another source (system identifier, database, slot) or has another schema.
+ * Appending would mix two change feeds whose LSNs mean different things, so the writer refuses.
+ */
+export class DeltaTableMismatchError extends Error {
+  override readonly name: string = 'DeltaTableMismatchError';
+  constructor(
+    message: string,
+    readonly tableDir: string,
+    readonly differences: readonly string[],
+  ) {
+    super(message);
+  }
+}

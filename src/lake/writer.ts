@@ -1,0 +1,351 @@
+// The Delta writer of an append-only, day-partitioned table (our change feeds, DESIGN §4.4).
+//
+// A commit: Parquet data files written with DuckDB and fsynced with their folders; then one JSON commit
+// (commitInfo, protocol + metaData on version 0, a `txn` when given, the `add`s with stats) written to a
+// temp file, fsynced and hard-linked to its 20-digit name (put-if-absent: a second writer of the same
+// version fails with DeltaCommitConflictError), the log folder fsynced. Every `checkpointInterval`
+// versions a classic Parquet checkpoint and `_last_checkpoint` follow.
+//
+// The table is bound to its source through `metaData.configuration`: keys starting with
+// `lakets.source.` are written when the table is created and must match when it is opened again, or
+// the writer refuses (DeltaTableMismatchError). Protocol {minReaderVersion 1, minWriterVersion 2}.
+//
+// One writer per table, one commit at a time; after a conflict the writer is closed (reopen it).
+
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { writeDataFiles, type AddAction, type DayPartition, type DeltaColumn, type TextRow } from './data-files.ts';
+import { writeCheckpoint } from './checkpoint-writer.ts';
+import { fsyncDir, linkIfAbsent, PutIfAbsentConflictError, writeTempFile } from './durable-files.ts';
+import { withDuckDBConnection } from './duckdb.ts';
+import { logDirOf } from './log-listing.ts';
+import { loadSnapshot } from './snapshot.ts';
+import { DeltaCommitConflictError, DeltaTableMismatchError } from './writer-errors.ts';
+
+export type { AddAction, DayPartition, DeltaColumn, TextRow } from './data-files.ts';
+
+export const WRITER_PROTOCOL = { minReaderVersion: 1, minWriterVersion: 2 } as const;
+/** Configuration keys with this prefix bind a table to its source (§11.7). */
+export const SOURCE_BINDING_PREFIX = 'lakets.source.';
+export const DEFAULT_CHECKPOINT_INTERVAL = 10;
+const ENGINE_INFO = 'lakets-live/0.1.0';
+
+/** Points of a commit where a test may crash the process. */
+export type WriterStage = 'parquet-written' | 'commit-temp-written' | 'commit-visible';
+
+export interface DeltaWriterOptions {
+  readonly tableDir: string;
+  /** Data columns, in order (the partition column is not among them: it lives in the log). */
+  readonly columns: readonly DeltaColumn[];
+  readonly partition: DayPartition;
+  /** `metaData.configuration` of a new table; its `lakets.source.*` keys must match an existing table's. */
+  readonly configuration: Readonly<Record<string, string>>;
+  readonly tableName?: string;
+  /** A checkpoint at every version that is a multiple of this (0 = never). Default 10. */
+  readonly checkpointInterval?: number;
+  /** Called at each stage of a commit (crash injection in tests). */
+  readonly onStage?: (stage: WriterStage, version: number) => void;
+}
+
+export interface CommitRequest {
+  /** Rows of text values in column order. */
+  readonly rows?: readonly TextRow[];
+  /** Or rows in chunks (each chunk becomes its own files), e.g. read from a cursor. */
+  readonly chunks?: AsyncIterable<readonly TextRow[]> | Iterable<readonly TextRow[]>;
+  /** The idempotent-writer marker of this commit (our sync: appId per table, version = commit LSN). */
+  readonly txn?: { readonly appId: string; readonly version: bigint };
+  readonly operation?: string;
+  /** Extra fields of commitInfo, under `lakets` (a function is called once the rows are written). */
+  readonly info?: Readonly<Record<string, unknown>> | (() => Readonly<Record<string, unknown>>);
+}
+
+export interface CommitResult {
+  readonly version: number;
+  readonly files: number;
+  readonly rows: number;
+  readonly checkpointed: boolean;
+  /** Set when the commit succeeded but its checkpoint did not (the next one will cover it). */
+  readonly checkpointError?: string;
+}
+
+interface MetaDataAction {
+  readonly id: string;
+  readonly name: string | null;
+  readonly description: null;
+  readonly format: { readonly provider: 'parquet'; readonly options: Record<string, string> };
+  readonly schemaString: string;
+  readonly partitionColumns: readonly string[];
+  readonly configuration: Readonly<Record<string, string>>;
+  readonly createdTime: number;
+}
+
+export function commitFileName(version: number): string {
+  return `${String(version).padStart(20, '0')}.json`;
+}
+
+function schemaStringOf(columns: readonly DeltaColumn[], partition: DayPartition): string {
+  const fields = [...columns.map((c) => ({ name: c.name, type: c.type })), { name: partition.column, type: 'string' }];
+  return JSON.stringify({
+    type: 'struct',
+    fields: fields.map((f) => ({ name: f.name, type: f.type, nullable: true, metadata: {} })),
+  });
+}
+
+export class DeltaTableWriter {
+  private committing = false;
+  private closed: string | undefined;
+
+  private constructor(
+    readonly options: DeltaWriterOptions,
+    private currentVersion: number,
+    private metaData: MetaDataAction,
+    private readonly txns: Map<string, bigint>,
+    private readonly adds: AddAction[],
+    private records: number,
+  ) {}
+
+  /**
+   * Opens the table at `options.tableDir`, or prepares to create it with the first commit. Refuses a
+   * table bound to another source or with another schema or partitioning.
+   */
+  static async open(options: DeltaWriterOptions): Promise<DeltaTableWriter> {
+    const tableDir = path.resolve(options.tableDir);
+    const opts = { ...options, tableDir };
+    const logDir = logDirOf(tableDir);
+    const hasLog = await readdir(logDir).then(
+      (names) => names.some((n) => /^\d{20}\.(json|checkpoint\.parquet)$/.test(n)),
+      () => false,
+    );
+    const expectedSchema = schemaStringOf(options.columns, options.partition);
+    if (!hasLog) {
+      const metaData: MetaDataAction = {
+        id: randomUUID(),
+        name: options.tableName ?? null,
+        description: null,
+        format: { provider: 'parquet', options: {} },
+        schemaString: expectedSchema,
+        partitionColumns: [options.partition.column],
+        configuration: { ...options.configuration },
+        createdTime: Date.now(),
+      };
+      return new DeltaTableWriter(opts, -1, metaData, new Map(), [], 0);
+    }
+
+    await removeStaleTempFiles(logDir);
+    const snapshot = await loadSnapshot(tableDir);
+    const existing = snapshot.metaData;
+    const differences: string[] = [];
+    const bindingKeys = new Set(
+      [...Object.keys(options.configuration), ...Object.keys(existing.configuration)].filter((k) =>
+        k.startsWith(SOURCE_BINDING_PREFIX),
+      ),
+    );
+    for (const key of [...bindingKeys].sort()) {
+      const want = options.configuration[key];
+      const have = existing.configuration[key];
+      if (want !== have) differences.push(`${key}: table has ${JSON.stringify(have ?? null)}, source is ${JSON.stringify(want ?? null)}`);
+    }
+    if (differences.length > 0) {
+      throw new DeltaTableMismatchError(
+        `Delta table ${tableDir} is bound to another source; refusing to append (${differences.join('; ')}). ` +
+          `Move the table away (or point LAKETS_DATA_DIR elsewhere) to start a new change feed.`,
+        tableDir,
+        differences,
+      );
+    }
+    const wantFields = JSON.parse(expectedSchema).fields.map((f: { name: string; type: string }) => `${f.name}:${f.type}`);
+    const haveFields = existing.schema.fields.map((f) => `${f.name}:${typeof f.type === 'string' ? f.type : JSON.stringify(f.type)}`);
+    if (wantFields.join(',') !== haveFields.join(',')) {
+      differences.push(`schema: table has (${haveFields.join(', ')}), writer has (${wantFields.join(', ')})`);
+    }
+    if (existing.partitionColumns.join(',') !== options.partition.column) {
+      differences.push(`partition columns: table has [${existing.partitionColumns.join(', ')}], writer has [${options.partition.column}]`);
+    }
+    if (differences.length > 0) {
+      throw new DeltaTableMismatchError(`Delta table ${tableDir} does not match the writer: ${differences.join('; ')}`, tableDir, differences);
+    }
+
+    const adds: AddAction[] = snapshot.files.map((file) => ({
+      path: file.logPath,
+      partitionValues: file.partitionValues,
+      size: file.size,
+      modificationTime: file.modificationTime,
+      dataChange: file.dataChange,
+      stats: file.stats === null ? '{}' : JSON.stringify(file.stats),
+      numRecords: file.stats?.numRecords ?? 0,
+    }));
+    const metaData: MetaDataAction = {
+      id: existing.id,
+      name: existing.name,
+      description: null,
+      format: { provider: 'parquet', options: { ...existing.format.options } },
+      schemaString: existing.schemaString,
+      partitionColumns: [...existing.partitionColumns],
+      configuration: { ...existing.configuration },
+      createdTime: existing.createdTime ?? 0,
+    };
+    const records = adds.reduce((sum, add) => sum + add.numRecords, 0);
+    return new DeltaTableWriter(opts, snapshot.version, metaData, new Map(snapshot.txns), adds, records);
+  }
+
+  get tableDir(): string {
+    return this.options.tableDir;
+  }
+
+  /** The latest committed version, -1 before the first commit. */
+  get version(): number {
+    return this.currentVersion;
+  }
+
+  /** Rows in the table's live files (from the stats). */
+  get numRecords(): number {
+    return this.records;
+  }
+
+  get configuration(): Readonly<Record<string, string>> {
+    return this.metaData.configuration;
+  }
+
+  /** The last txn version committed for `appId`, if any. */
+  txnVersion(appId: string): bigint | undefined {
+    return this.txns.get(appId);
+  }
+
+  async commit(request: CommitRequest): Promise<CommitResult> {
+    if (this.closed !== undefined) throw new Error(`this writer is closed: ${this.closed}`);
+    if (this.committing) throw new Error('a commit is already in progress on this writer');
+    this.committing = true;
+    try {
+      return await this.doCommit(request);
+    } finally {
+      this.committing = false;
+    }
+  }
+
+  private async doCommit(request: CommitRequest): Promise<CommitResult> {
+    const { tableDir } = this.options;
+    const version = this.currentVersion + 1;
+    const logDir = logDirOf(tableDir);
+    if (version === 0) {
+      await mkdir(logDir, { recursive: true });
+      await fsyncDir(path.dirname(tableDir)).catch(() => undefined);
+      await fsyncDir(tableDir);
+    }
+    const current = this.txns.get(request.txn?.appId ?? '');
+    if (request.txn && current !== undefined && request.txn.version <= current) {
+      throw new Error(`txn version ${request.txn.version} of ${request.txn.appId} is not above the committed ${current}`);
+    }
+
+    const adds: AddAction[] = [];
+    await withDuckDBConnection(async (connection) => {
+      const chunks = request.chunks ?? [request.rows ?? []];
+      for await (const chunk of chunks) {
+        adds.push(...(await writeDataFiles(connection, tableDir, this.options.columns, this.options.partition, chunk)));
+      }
+    });
+    this.options.onStage?.('parquet-written', version);
+
+    const rowCount = adds.reduce((sum, add) => sum + add.numRecords, 0);
+    const now = Date.now();
+    const lines: string[] = [];
+    const commitInfo: Record<string, unknown> = {
+      timestamp: now,
+      operation: request.operation ?? (version === 0 ? 'CREATE TABLE' : 'STREAMING UPDATE'),
+      operationParameters: request.txn
+        ? { outputMode: 'Append', queryId: request.txn.appId, epochId: request.txn.version.toString() }
+        : {},
+      readVersion: version - 1 >= 0 ? version - 1 : undefined,
+      isolationLevel: 'Serializable',
+      isBlindAppend: true,
+      operationMetrics: { numFiles: String(adds.length), numOutputRows: String(rowCount) },
+      engineInfo: ENGINE_INFO,
+      txnId: randomUUID(),
+      ...(request.info ? { lakets: typeof request.info === 'function' ? request.info() : request.info } : {}),
+    };
+    lines.push(JSON.stringify({ commitInfo }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+    if (version === 0) {
+      lines.push(JSON.stringify({ protocol: WRITER_PROTOCOL }));
+      lines.push(JSON.stringify({ metaData: this.metaData }));
+    }
+    if (request.txn) {
+      lines.push(`{"txn":{"appId":${JSON.stringify(request.txn.appId)},"version":${request.txn.version.toString()},"lastUpdated":${now}}}`);
+    }
+    for (const add of adds) {
+      lines.push(
+        JSON.stringify({
+          add: {
+            path: add.path,
+            partitionValues: add.partitionValues,
+            size: add.size,
+            modificationTime: add.modificationTime,
+            dataChange: add.dataChange,
+            stats: add.stats,
+          },
+        }),
+      );
+    }
+
+    const target = path.join(logDir, commitFileName(version));
+    const temp = await writeTempFile(target, lines.join('\n') + '\n');
+    this.options.onStage?.('commit-temp-written', version);
+    try {
+      await linkIfAbsent(temp, target);
+    } catch (error) {
+      if (error instanceof PutIfAbsentConflictError) {
+        this.closed = `commit ${version} was created by another writer`;
+        throw new DeltaCommitConflictError(tableDir, version);
+      }
+      throw error;
+    }
+    this.currentVersion = version;
+    if (request.txn) this.txns.set(request.txn.appId, request.txn.version);
+    this.adds.push(...adds);
+    this.records += rowCount;
+    this.options.onStage?.('commit-visible', version);
+
+    const interval = this.options.checkpointInterval ?? DEFAULT_CHECKPOINT_INTERVAL;
+    let checkpointed = false;
+    let checkpointError: string | undefined;
+    if (interval > 0 && version > 0 && version % interval === 0) {
+      try {
+        await this.checkpoint();
+        checkpointed = true;
+      } catch (error) {
+        checkpointError = (error as Error).message;
+      }
+    }
+    return { version, files: adds.length, rows: rowCount, checkpointed, ...(checkpointError ? { checkpointError } : {}) };
+  }
+
+  /** Writes a checkpoint of the current version and points `_last_checkpoint` at it. */
+  async checkpoint(): Promise<void> {
+    if (this.currentVersion < 0) throw new Error('nothing to checkpoint: the table has no commit yet');
+    await withDuckDBConnection((connection) =>
+      writeCheckpoint(connection, logDirOf(this.options.tableDir), {
+        version: this.currentVersion,
+        protocol: WRITER_PROTOCOL,
+        metaData: this.metaData as unknown as Record<string, unknown>,
+        txns: this.txns,
+        adds: this.adds,
+      }),
+    );
+  }
+}
+
+/** Temp files of commits and checkpoints left by a crashed writer (never read: not commit names). */
+async function removeStaleTempFiles(logDir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(logDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (/^\.\d{20}\.(json|checkpoint\.parquet|_last_checkpoint)\..+\.tmp$/.test(name) || /^\._last_checkpoint\..+\.tmp$/.test(name)) {
+      const full = path.join(logDir, name);
+      const info = await stat(full).catch(() => undefined);
+      if (info?.isFile()) await rm(full, { force: true });
+    }
+  }
+}

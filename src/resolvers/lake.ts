@@ -1,0 +1,48 @@
+import { builder } from './builder.ts';
+import type { PipelineStatus } from './pipeline-feed.ts';
+
+export interface LakeStatus {
+  state: string;
+  committedLsn: string | null;
+  deltaVersion: number | null;
+  rowsSynced: number;
+  updatedAt: string | null;
+  slotName: string | null;
+  slotActive: boolean;
+  slotRetainedBytes: number | null;
+  slotLagBytes: number | null;
+  error: string | null;
+}
+
+export const LakeStatusRef = builder.objectRef<LakeStatus>('LakeStatus').implement({
+  description: 'The change-feed sync into the Delta Lake table (lakets.cdf_state and its replication slot).',
+  fields: (t) => ({
+    state: t.exposeString('state', { description: 'STREAMING only while the sync runs healthily.' }),
+    committedLsn: t.exposeString('committedLsn', { nullable: true, description: 'Every source commit before this LSN is durable in the lake.' }),
+    deltaVersion: t.float({ nullable: true, resolve: (l) => l.deltaVersion }),
+    rowsSynced: t.float({ description: 'Change events written to the lake.', resolve: (l) => l.rowsSynced }),
+    updatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (l) => l.updatedAt }),
+    slotName: t.exposeString('slotName', { nullable: true }),
+    slotActive: t.exposeBoolean('slotActive'),
+    slotRetainedBytes: t.float({
+      nullable: true,
+      description: 'WAL the replication slot holds back on the server: grows without bound while the sync is stopped.',
+      resolve: (l) => l.slotRetainedBytes,
+    }),
+    slotLagBytes: t.float({ nullable: true, description: 'How far the sync’s confirmed position trails the server’s WAL.', resolve: (l) => l.slotLagBytes }),
+    error: t.exposeString('error', { nullable: true }),
+  }),
+});
+
+export function lakeOf(status: PipelineStatus): LakeStatus | null {
+  return (status.lake as LakeStatus | null | undefined) ?? null;
+}
+
+builder.queryField('lake', (t) =>
+  t.field({
+    type: LakeStatusRef,
+    nullable: true,
+    description: 'State of the change-feed sync of stock_ticks into the lake; null when sync is not enabled.',
+    resolve: async (_root, _args, ctx) => lakeOf(await ctx.pipeline.read()),
+  }),
+);

@@ -1,0 +1,361 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { freePort } from '../helpers/ports.ts';
+import { REPO_ROOT, spawnEntry, type Spawned } from '../helpers/processes.ts';
+
+/**
+ * The live demo end to end in a real browser (Debian's chromium driven by playwright-core): the
+ * whole `npm start` process tree on a temporary data directory with shortened lifecycle
+ * thresholds, the dashboard page at `/`, and every signal of DESIGN §7 read from the page's DOM.
+ * The time until each signal first moves is printed as JSON and written next to the screenshot.
+ */
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const ARTIFACTS = path.join(REPO_ROOT, 'test', 'artifacts');
+const VIEWPORT = { width: 1366, height: 768 };
+
+// Bounded waits (not performance thresholds: the pipeline either moves or it does not).
+const NOW_SIGNALS_MS = 60_000;
+const LIFECYCLE_DEADLINE_MS = 150_000; // after the page opened; the drop needs ~chunk + drop-after + a retention run
+const JOB_GRACE_MS = 60_000; // a scheduled job that has not run after this is not scheduled at all
+
+interface Snapshot {
+  conn: string;
+  sig: Record<string, { available: string; value: string; tiered?: string }>;
+  prices: Record<string, string>;
+  strip: { available?: string; active?: string; tiered?: string; dropped?: string };
+  jobs: string[];
+  chart: { state?: string; bars?: string; updates?: string };
+  bannerVisible: boolean;
+  bannerText: string;
+}
+
+type SignalName =
+  | 'ticks'
+  | 'price'
+  | 'activePartitions'
+  | 'watermark'
+  | 'rowsSynced'
+  | 'tiered'
+  | 'dropped'
+  | 'candles';
+
+let tmp: string;
+let dataDir: string;
+let userDataDir: string;
+let port: number;
+let pgPort: number;
+let env: Record<string, string | undefined>;
+let demo: Spawned | undefined;
+let spawnedAt = 0;
+let context: BrowserContext | undefined;
+let page: Page;
+let pageOpenedAt = 0;
+const pageErrors: string[] = [];
+
+let last: Snapshot | undefined;
+let sampling = false;
+let samplerDone: Promise<void> | undefined;
+const baseline: { [k: string]: number | undefined } = {};
+let firstPrices: Record<string, string> = {};
+const moved: Partial<Record<SignalName, { sinceStartMs: number; sincePageMs: number; value: string | number }>> = {};
+const timings: Record<string, unknown> = {};
+
+const num = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
+
+function mark(name: SignalName, value: string | number): void {
+  if (moved[name]) return;
+  const now = Date.now();
+  moved[name] = { sinceStartMs: now - spawnedAt, sincePageMs: now - pageOpenedAt, value };
+}
+
+/** "moved" = grows past the first value the page showed (an absent value counts as below any). */
+function grew(name: SignalName, key: string, value: number | undefined): void {
+  if (value === undefined || Number.isNaN(value)) return;
+  if (!(key in baseline)) baseline[key] = value;
+  if (value > (baseline[key] ?? -Infinity)) mark(name, value);
+}
+
+function observe(s: Snapshot): void {
+  last = s;
+  if (s.conn === 'live' && timings.pageLiveAfterMs === undefined) timings.pageLiveAfterMs = Date.now() - pageOpenedAt;
+  grew('ticks', 'ticks', num(s.sig.ticks?.value));
+  grew('activePartitions', 'active', num(s.sig.active?.value));
+  if (s.sig.watermark?.available === 'true') {
+    const w = num(s.sig.watermark.value);
+    if (!('watermark' in baseline)) baseline.watermark = w; // may be undefined: no refresh yet
+    if (w !== undefined && (baseline.watermark === undefined || w > baseline.watermark)) mark('watermark', new Date(w).toISOString());
+  }
+  if (s.sig.lake?.available === 'true') {
+    const r = num(s.sig.lake.value);
+    if (!('lake' in baseline)) baseline.lake = r ?? 0;
+    if (r !== undefined && r > (baseline.lake ?? 0)) mark('rowsSynced', r);
+  }
+  const tiered = Math.max(num(s.sig.dropped?.tiered) ?? 0, num(s.strip.tiered) ?? 0);
+  const dropped = Math.max(num(s.sig.dropped?.value) ?? 0, num(s.strip.dropped) ?? 0);
+  if (tiered > 0) mark('tiered', tiered);
+  if (dropped > 0) mark('dropped', dropped);
+  for (const [symbol, price] of Object.entries(s.prices)) {
+    if (!(symbol in firstPrices)) firstPrices[symbol] = price;
+    else if (firstPrices[symbol] !== price) mark('price', `${symbol} ${firstPrices[symbol]} → ${price}`);
+  }
+  if ((num(s.chart.bars) ?? 0) > 0 && (num(s.chart.updates) ?? 0) > 1) mark('candles', Number(s.chart.bars));
+}
+
+async function snapshot(): Promise<Snapshot> {
+  return page.evaluate(() => {
+    const sig: Record<string, { available: string; value: string; tiered?: string }> = {};
+    for (const el of document.querySelectorAll<HTMLElement>('[data-signal]')) {
+      sig[el.dataset.signal!] = { available: el.dataset.available ?? '', value: el.dataset.value ?? '', tiered: el.dataset.tiered };
+    }
+    const prices: Record<string, string> = {};
+    for (const tr of document.querySelectorAll<HTMLElement>('tr[data-symbol]')) if (tr.dataset.price) prices[tr.dataset.symbol!] = tr.dataset.price;
+    const strip = document.getElementById('strip')?.dataset ?? {};
+    const chart = document.getElementById('chart-status')?.dataset ?? {};
+    const banner = document.getElementById('banner') as HTMLElement | null;
+    return {
+      conn: document.getElementById('conn')?.dataset.state ?? '',
+      sig,
+      prices,
+      strip: { available: strip.available, active: strip.active, tiered: strip.tiered, dropped: strip.dropped },
+      jobs: [...document.querySelectorAll<HTMLElement>('tr[data-job]')].map((tr) => tr.dataset.job!),
+      chart: { state: chart.state, bars: chart.bars, updates: chart.updates },
+      bannerVisible: Boolean(banner && !banner.hidden && banner.getBoundingClientRect().height > 0),
+      bannerText: banner?.textContent ?? '',
+    };
+  });
+}
+
+function startSampler(): void {
+  sampling = true;
+  samplerDone = (async () => {
+    while (sampling) {
+      try {
+        observe(await snapshot());
+      } catch {
+        // the page may be navigating or closing; the next sample decides
+      }
+      await new Promise((r) => setTimeout(r, 400));
+    }
+  })();
+}
+
+async function until(what: string, done: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (demo && demo.child.exitCode !== null) throw new Error(`the demo exited (${demo.child.exitCode}) while waiting for ${what}:\n${demo.output().slice(-3000)}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last page state: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function waitReady(proc: Spawned, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.child.exitCode !== null) throw new Error(`the demo exited early (${proc.child.exitCode}):\n${proc.output()}`);
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/ready`)).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`the demo was not ready after ${timeoutMs} ms:\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+function startDemo(): Spawned {
+  return spawnEntry('demo/live/start.ts', env);
+}
+
+async function stopDemo(proc: Spawned | undefined): Promise<number | null | undefined> {
+  if (!proc || proc.child.exitCode !== null) return proc?.child.exitCode;
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), 30_000);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  return code;
+}
+
+function report(): void {
+  const summary = {
+    dashboardSignalsFirstMoved: moved,
+    notMoved: (['ticks', 'price', 'activePartitions', 'watermark', 'rowsSynced', 'tiered', 'dropped', 'candles'] as SignalName[]).filter((s) => !moved[s]),
+    ...timings,
+    thresholds: { chunkInterval: env?.LAKETS_CHUNK_INTERVAL, tierAfter: env?.LAKETS_TIER_AFTER, dropAfter: env?.LAKETS_DROP_AFTER, tickRate: env?.LAKETS_TICK_RATE },
+  };
+  const text = JSON.stringify(summary, null, 2);
+  console.log(`dashboard e2e timings:\n${text}`);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  fs.writeFileSync(path.join(ARTIFACTS, 'dashboard-timings.json'), text + '\n');
+}
+
+beforeAll(async () => {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) or set CHROMIUM_PATH`);
+  }
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lakets-e2e-'));
+  fs.chmodSync(tmp, 0o755);
+  dataDir = path.join(tmp, 'data');
+  userDataDir = path.join(tmp, 'chromium');
+  port = await freePort();
+  pgPort = await freePort();
+  env = {
+    DATABASE_URL: undefined,
+    DATABASE_DIRECT_URL: undefined,
+    DATABASE_API_URL: undefined,
+    LAKETS_DATA_DIR: dataDir,
+    PORT: String(port),
+    LAKETS_PG_PORT: String(pgPort),
+    LAKETS_PROFILE: 'demo',
+    LAKETS_CHUNK_INTERVAL: '10 seconds',
+    LAKETS_TIER_AFTER: '20 seconds',
+    LAKETS_DROP_AFTER: '40 seconds',
+    LAKETS_TICK_RATE: '500',
+    LOG_LEVEL: 'warn',
+  };
+  spawnedAt = Date.now();
+  demo = startDemo();
+  await waitReady(demo);
+  timings.readyAfterMs = Date.now() - spawnedAt;
+
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: VIEWPORT,
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (err) => pageErrors.push(err.message));
+  pageOpenedAt = Date.now();
+  await page.goto(`http://127.0.0.1:${port}/`);
+  startSampler();
+}, 240_000);
+
+afterAll(async () => {
+  sampling = false;
+  await samplerDone;
+  if (spawnedAt) report();
+  await context?.close().catch(() => undefined);
+  await stopDemo(demo);
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+}, 90_000);
+
+describe('the live dashboard in a real browser', () => {
+  it('serves the page and its browser modules from node_modules', async () => {
+    const base = `http://127.0.0.1:${port}`;
+    const index = await fetch(`${base}/`);
+    expect(index.status).toBe(200);
+    expect(index.headers.get('content-type')).toMatch(/text\/html/);
+    const html = await index.text();
+    expect(html).toContain('/vendor/graphql-ws/client.js');
+    expect(html).toContain('/vendor/lightweight-charts.js');
+
+    const client = await fetch(`${base}/vendor/graphql-ws/client.js`);
+    expect(client.status).toBe(200);
+    expect(client.headers.get('content-type')).toMatch(/javascript/);
+    // the client imports a content-hashed chunk next to it: it must be served too
+    const chunks = [...(await client.text()).matchAll(/from '\.\/([^']+)'/g)].map((m) => m[1]!);
+    expect(chunks.length).toBeGreaterThan(0);
+    for (const chunk of new Set(chunks)) expect((await fetch(`${base}/vendor/graphql-ws/${chunk}`)).status).toBe(200);
+
+    const charts = await fetch(`${base}/vendor/lightweight-charts.js`);
+    expect(charts.status).toBe(200);
+    expect(await charts.text()).toMatch(/export\s*\{[^}]*createChart/);
+    expect((await fetch(`${base}/vendor/nothing.js`)).status).not.toBe(200);
+  });
+
+  it('shows ticks rising, prices changing and active partitions climbing', async () => {
+    await until('the page to connect', () => last?.conn === 'live', 30_000);
+    await until('the ticks counter to rise', () => Boolean(moved.ticks), NOW_SIGNALS_MS);
+    await until('a price to change', () => Boolean(moved.price), NOW_SIGNALS_MS);
+    await until('active partitions to climb', () => Boolean(moved.activePartitions), NOW_SIGNALS_MS);
+    expect(Object.keys(last!.prices).length).toBeGreaterThanOrEqual(10);
+    expect(last!.jobs).toContain('partition_manager');
+    expect(last!.strip.available).toBe('true');
+    expect(Number(last!.strip.active)).toBeGreaterThan(0);
+    // panels whose data the server does not have yet say so instead of failing
+    for (const [name, s] of Object.entries(last!.sig)) expect(['true', 'false'], `card ${name}`).toContain(s.available);
+    expect(pageErrors).toEqual([]);
+  }, 120_000);
+
+  it('shows a watermark advancing, rows synced rising and a partition going tiered then dropped', async () => {
+    // Each signal is waited for until the deadline, but not when it cannot come: a field the
+    // server's schema lacks, or a job that has never run, ends the wait for that signal early.
+    const deadline = pageOpenedAt + LIFECYCLE_DEADLINE_MS;
+    const why: Partial<Record<SignalName, string>> = {};
+    const pending = (): SignalName[] => {
+      const out: SignalName[] = [];
+      const s = last;
+      const jobsGrace = Date.now() - pageOpenedAt > JOB_GRACE_MS;
+      const check = (name: SignalName, blocked: string | undefined) => {
+        if (moved[name]) return;
+        if (blocked) why[name] = blocked;
+        else out.push(name);
+      };
+      check('watermark', s?.sig.watermark?.available === 'false' ? 'Pipeline.watermarks is not in the schema' : undefined);
+      check('rowsSynced', s?.sig.lake?.available === 'false' ? 'Pipeline.lake is not in the schema' : undefined);
+      const noTiering = jobsGrace && !s?.jobs.includes('tiering') ? 'the tiering job has never run' : undefined;
+      const noRetention = jobsGrace && !s?.jobs.includes('retention') ? 'the retention job has never run' : undefined;
+      check('tiered', noTiering);
+      check('dropped', noRetention ?? (noTiering && !moved.tiered ? noTiering : undefined));
+      check('candles', s?.chart.state === 'n/a' ? 'Query.candles / Subscription.candleUpdated are not in the schema' : undefined);
+      return out;
+    };
+    while (pending().length > 0 && Date.now() < deadline) {
+      if (demo && demo.child.exitCode !== null) throw new Error(`the demo exited (${demo.child.exitCode}):\n${demo.output().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    for (const name of pending()) why[name] = `did not move within ${LIFECYCLE_DEADLINE_MS / 1000} s of opening the page`;
+    timings.lifecycleWaitEndedAfterMs = Date.now() - pageOpenedAt;
+    timings.lifecycleMissing = why;
+
+    expect.soft(moved.watermark, `a rollup watermark advances (rollup_refresh): ${why.watermark}`).toBeDefined();
+    expect.soft(moved.rowsSynced, `rows synced to the lake rise (cdf_sync): ${why.rowsSynced}`).toBeDefined();
+    expect.soft(moved.tiered, `a partition goes tiered (tiering): ${why.tiered}`).toBeDefined();
+    expect.soft(moved.dropped, `a partition is dropped (retention): ${why.dropped}`).toBeDefined();
+    if (moved.tiered && moved.dropped) {
+      expect.soft(moved.tiered.sinceStartMs, 'tiered before dropped').toBeLessThanOrEqual(moved.dropped.sinceStartMs);
+    }
+    expect.soft(moved.candles, `the candle chart updates live (candles + candleUpdated): ${why.candles}`).toBeDefined();
+    expect(pageErrors).toEqual([]);
+  }, LIFECYCLE_DEADLINE_MS + 60_000);
+
+  it('shows "reconnecting…" when the server goes away and recovers when it is back', async () => {
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png') });
+    expect(last?.conn).toBe('live');
+
+    const stoppedAt = Date.now();
+    const stopping = demo;
+    demo = undefined;
+    expect(await stopDemo(stopping)).toBe(0);
+    await until('the reconnecting indicator', () => last?.conn === 'reconnecting' && last.bannerVisible, 20_000);
+    timings.reconnectingShownAfterStopMs = Date.now() - stoppedAt;
+    expect(await page.locator('#conn').textContent()).toContain('reconnecting');
+    expect(last!.bannerText).toMatch(/reconnecting/i);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-reconnecting.png') });
+
+    // the same server comes back on the same port: the page recovers by itself, no reload
+    const ticksBefore = last!.sig.ticks?.value;
+    const restartedAt = Date.now();
+    demo = startDemo();
+    await waitReady(demo);
+    await until('the page to be live again', () => last?.conn === 'live' && !last.bannerVisible, 60_000);
+    timings.liveAgainAfterRestartMs = Date.now() - restartedAt;
+    await until('fresh figures after the reconnection', () => last?.sig.ticks?.value !== ticksBefore, 30_000);
+    expect(pageErrors).toEqual([]);
+  }, 180_000);
+});
