@@ -8,6 +8,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { freePort } from './helpers/ports.ts';
 import { spawnEntry, type Spawned } from './helpers/processes.ts';
 import { gql, waitFor } from './helpers/api.ts';
+import { lakeDuplicateEvents, lakeTicks, sourceTicks } from './helpers/lake.ts';
 
 let t: TestDatabase;
 let tmp: string;
@@ -101,6 +102,23 @@ describe('npm start', { timeout: 240_000 }, () => {
     expect(after.length).toBe(10);
     const latestBefore = new Map(before.map((p) => [p.symbol, p.price]));
     for (const p of after) expect(typeof latestBefore.get(p.symbol)).toBe('number');
+    // Across the Ctrl-C restart the lake lost and duplicated nothing: once the sync has caught up,
+    // its current state equals the table exactly (no chunk is old enough to be dropped yet).
+    const admin = new pg.Client({ connectionString: `postgres://postgres:lakets@127.0.0.1:${pgPort}/lakets` });
+    await admin.connect();
+    const { rows: wal } = await admin.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    await waitFor(
+      async () => (await admin.query(`SELECT committed_lsn >= $1::pg_lsn AS ok FROM lakets.cdf_state`, [wal[0]!.lsn])).rows[0]?.ok === true,
+      60_000,
+      'the sync to catch up',
+    );
+    const source = await sourceTicks(admin);
+    const lake = await lakeTicks(path.join(dataDir, 'lake', 'stock_ticks'));
+    expect(source.count).toBeGreaterThan(0);
+    expect(lake.count).toBe(source.count);
+    expect(lake.checksum).toBe(source.checksum);
+    expect(await lakeDuplicateEvents(path.join(dataDir, 'lake', 'stock_ticks'))).toBe(0);
+    await admin.end();
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
     expect(fs.readFileSync(path.join(dataDir, 'postgres.log'), 'utf8')).not.toMatch(/was not properly shut down/);
