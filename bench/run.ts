@@ -14,6 +14,22 @@ const BENCHES: Record<string, (args: Map<string, string>) => Promise<Record<stri
       latencySeconds: Number(args.get('seconds') ?? 10),
       symbols: Number(args.get('symbols') ?? 10),
     }),
+  candles: async (args) =>
+    (await import('./candles.ts')).benchCandles({
+      symbols: Number(args.get('symbols') ?? 10),
+      batchSize: Number(args.get('batch') ?? 10_000),
+      readRounds: Number(args.get('rounds') ?? 30),
+      candlesPerRound: 5,
+      refreshRounds: 6,
+      rebuildRounds: 2,
+      ingestRows: Number(args.get('rows') ?? 400_000),
+      ingestSeconds: Number(args.get('seconds') ?? 4),
+    }),
+  lake: async (args) =>
+    (await import('./lake.ts')).benchLake({
+      rows: Number(args.get('rows') ?? 400_000),
+      batchSize: Number(args.get('batch') ?? 10_000),
+    }),
 };
 
 const argv = process.argv.slice(2);

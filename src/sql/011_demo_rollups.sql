@@ -231,34 +231,71 @@ RETURNS SETOF lakets.ohlcv_bar LANGUAGE sql STABLE AS $$
     SELECT l.* FROM p, LATERAL lakets._ohlcv_live(p_rollup, p_symbol, p_from, p_to, p.split, p.live_old) l
 $$;
 
--- Always-current candles (DESIGN §4.3, §11.4): bucket starts in [p_from, p_to) (inclusive from,
--- exclusive to), ascending. Equal to aggregating the raw ticks; final = the bucket is closed (at or
--- before the rollup's watermark) and nothing is pending for it.
--- Validates a candle read and aligns its range: the rollup of the granularity and the bucket
--- starts [v_from, v_to) equivalent to [p_from, p_to).
-CREATE OR REPLACE FUNCTION lakets._candle_args(p_granularity text, p_from timestamptz, p_to timestamptz,
-                                               OUT rollup text, OUT width interval,
-                                               OUT v_from timestamptz, OUT v_to timestamptz)
+-- Everything a candle read decides before touching a bar, in ONE plpgsql call (its statements'
+-- plans are cached per session): validates the read, aligns [p_from, p_to) to the rollup's bucket
+-- starts [v_from, v_to), and splits it like _ohlcv_plan: buckets before split are closed by the
+-- watermark, from split on is the live tail, live_old = pending buckets before split; live = there
+-- is anything to aggregate on the fly.
+CREATE OR REPLACE FUNCTION lakets._candle_plan(p_symbol text, p_granularity text, p_from timestamptz, p_to timestamptz,
+                                               OUT rollup text, OUT v_from timestamptz, OUT v_to timestamptz,
+                                               OUT split timestamptz, OUT live_old timestamptz[], OUT live boolean)
 LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_width interval;
+    v_chain text[];
+    v_watermark timestamptz;
 BEGIN
     rollup := lakets.ohlcv_rollup(p_granularity);
     IF p_from IS NULL OR p_to IS NULL OR p_from > p_to THEN
         RAISE EXCEPTION 'candles: invalid range [%, %)', p_from, p_to USING ERRCODE = '22023';
     END IF;
-    SELECT r.bucket_interval INTO width FROM lakets.rollups r WHERE r.name = rollup;
-    v_from := lakets.time_bucket_ceil(width, p_from);
-    v_to := lakets.time_bucket_ceil(width, p_to);
+    SELECT r.bucket_interval, r.chain, r.watermark INTO v_width, v_chain, v_watermark
+      FROM lakets.rollups r WHERE r.name = rollup;
+    v_from := lakets.time_bucket_ceil(v_width, p_from);
+    v_to := lakets.time_bucket_ceil(v_width, p_to);
+    split := least(greatest(coalesce(v_watermark, '-infinity'), v_from), v_to);
+    SELECT coalesce(array_agg(DISTINCT date_bin(v_width, i.bucket, '2000-01-01 00:00:00+00')), '{}')
+      INTO live_old
+      FROM lakets.rollup_invalidations i
+     WHERE i.rollup = ANY (v_chain) AND i.key = p_symbol AND i.bucket >= v_from AND i.bucket < split;
+    live := split < v_to OR cardinality(live_old) > 0;
 END;
 $$;
 
--- A plain SQL function, inlined into the caller's query (no extra tuplestore on the hot path).
+-- Always-current candles (DESIGN §4.3, §11.4): bucket starts in [p_from, p_to) (inclusive from,
+-- exclusive to), ascending. Equal to aggregating the raw ticks; final = the bucket is closed (at or
+-- before the rollup's watermark) and nothing is pending for it.
+-- A plain SQL function, inlined into the caller's query (no tuplestore for the bars): one
+-- _candle_plan call, the stored rows of the granularity's table read by the (symbol, bucket)
+-- index, and _ohlcv_live only when something is live (a one-time filter skips it otherwise: a
+-- read of closed, settled buckets costs one index range scan). This is the hot read path
+-- (bench/candles.ts): keep it one small statement.
 CREATE OR REPLACE FUNCTION lakets.candles(p_symbol text, p_granularity text, p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (bucket timestamptz, open double precision, high double precision, low double precision,
                close double precision, volume double precision, tick_count bigint, final boolean)
 LANGUAGE sql STABLE AS $$
     SELECT b.bucket, b.open, b.high, b.low, b.close, b.volume, b.tick_count, b.final
-      FROM lakets._candle_args(p_granularity, p_from, p_to) a,
-           LATERAL lakets._ohlcv_bars(a.rollup, p_symbol, a.v_from, a.v_to) b
+      FROM lakets._candle_plan(p_symbol, p_granularity, p_from, p_to) p,
+           LATERAL (
+               SELECT x.bucket, x.open, x.high, x.low, x.close, x.volume, x.tick_count, true AS final
+                 FROM public.ohlcv_1min x
+                WHERE p.rollup = 'ohlcv_1min' AND x.symbol = p_symbol AND x.bucket >= p.v_from AND x.bucket < p.split
+                  AND x.bucket <> ALL (p.live_old)
+               UNION ALL
+               SELECT x.bucket, x.open, x.high, x.low, x.close, x.volume, x.tick_count, true
+                 FROM public.ohlcv_1hour x
+                WHERE p.rollup = 'ohlcv_1hour' AND x.symbol = p_symbol AND x.bucket >= p.v_from AND x.bucket < p.split
+                  AND x.bucket <> ALL (p.live_old)
+               UNION ALL
+               SELECT x.bucket, x.open, x.high, x.low, x.close, x.volume, x.tick_count, true
+                 FROM public.ohlcv_1day x
+                WHERE p.rollup = 'ohlcv_1day' AND x.symbol = p_symbol AND x.bucket >= p.v_from AND x.bucket < p.split
+                  AND x.bucket <> ALL (p.live_old)
+               UNION ALL
+               SELECT l.bucket, l.open, l.high, l.low, l.close, l.volume, l.tick_count, l.final
+                 FROM lakets._ohlcv_live(p.rollup, p_symbol, p.v_from, p.v_to, p.split, p.live_old) l
+                WHERE p.live
+           ) b
      ORDER BY b.bucket
 $$;
 

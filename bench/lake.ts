@@ -1,0 +1,117 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { CdfSync } from '../jobs/cdf-sync.ts';
+import { copyTicks, ensureSymbols } from '../jobs/stream-ticks.ts';
+import { TickGenerator, nowMicros } from '../jobs/tick-generator.ts';
+import { parseLsn } from '../src/lake/lsn.ts';
+import { createLogger } from '../src/server/logger.ts';
+import { benchDatabase } from './harness.ts';
+import { benchIngest } from './ingest.ts';
+
+export interface LakeBenchOptions {
+  rows: number;
+  batchSize: number;
+}
+
+/**
+ * Sync throughput against ingest, in one run: ticks are COPYed as fast as this machine takes them
+ * (every trigger on, the shadow mirror included) while cdf_sync streams them into the Delta table;
+ * the sync keeps up when its event rate over the whole run is at least the ingest rate and its lag
+ * stays bounded. Then the ingest ratio with every trigger of the product against plain COPY.
+ */
+export async function benchLake(options: LakeBenchOptions): Promise<Record<string, unknown>> {
+  const bench = await benchDatabase('lake');
+  const lakeRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'lakets-bench-lake-'));
+  const client = new pg.Client({ connectionString: bench.url });
+  await client.connect();
+  const sync = new CdfSync({ url: bench.url, lakeDir: lakeRoot, logger: createLogger('silent') });
+  try {
+    await client.query(`SELECT lakets.set_chronotable_policy('stock_ticks', '10 minutes')`);
+    await client.query('SELECT lakets.run_partition_manager()');
+    await sync.start();
+    const specs = await ensureSymbols(client, 10);
+    const gen = new TickGenerator(specs, { seed: 21 });
+    const batches = Math.ceil(options.rows / options.batchSize);
+
+    const lagSamples: number[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      const probe = new pg.Client({ connectionString: bench.url });
+      await probe.connect();
+      while (sampling) {
+        const { rows } = await probe.query<{ lag: string }>(
+          `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), coalesce(committed_lsn, '0/0'))::text AS lag FROM lakets.cdf_state WHERE table_name = 'stock_ticks'`,
+        );
+        lagSamples.push(Number(rows[0]?.lag ?? 0));
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      await probe.end();
+    })();
+
+    const t0 = performance.now();
+    for (let b = 0; b < batches; b++) await copyTicks(client, gen.batch(options.batchSize, nowMicros(), 1_000_000n));
+    const ingestMs = performance.now() - t0;
+    const { rows: wal } = await client.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    await sync.waitForCommittedLsn(parseLsn(wal[0]!.lsn), 600_000);
+    const caughtUpMs = performance.now() - t0;
+    sampling = false;
+    await sampler;
+
+    const rows = batches * options.batchSize;
+    const ingestRate = rows / (ingestMs / 1000);
+    const lagAfterIngestMs = Math.round(caughtUpMs - ingestMs);
+    const concurrentCommits = sync.status.commits;
+
+    // Capacity: the same volume written while the sync is stopped, then drained from the slot.
+    await sync.stop();
+    const t1 = performance.now();
+    for (let b = 0; b < batches; b++) await copyTicks(client, gen.batch(options.batchSize, nowMicros(), 1_000_000n));
+    const backlogIngestMs = performance.now() - t1;
+    const { rows: wal2 } = await client.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    const t2 = performance.now();
+    await sync.start();
+    await sync.waitForCommittedLsn(parseLsn(wal2[0]!.lsn), 600_000);
+    const drainMs = performance.now() - t2;
+    await sync.stop();
+    const backlogIngestRate = rows / (backlogIngestMs / 1000);
+    const drainRate = rows / (drainMs / 1000);
+    const ingestRatio = await benchIngest({ rows: options.rows, batchSize: options.batchSize, latencySeconds: 4, symbols: 10 });
+    return {
+      dataset: { rows, batchSize: options.batchSize, symbols: 10, changeEvents: rows, commitBatching: 'sync defaults (10 s or 100k rows)' },
+      concurrent: {
+        ingestRowsPerSecond: Math.round(ingestRate),
+        ingestSeconds: round(ingestMs / 1000),
+        caughtUpSecondsAfterLastWrite: round(lagAfterIngestMs / 1000),
+        maxLagWalBytes: Math.max(0, ...lagSamples),
+        deltaCommits: concurrentCommits,
+      },
+      capacity: {
+        ingestRowsPerSecond: Math.round(backlogIngestRate),
+        syncDrainEventsPerSecond: Math.round(drainRate),
+        drainSeconds: round(drainMs / 1000),
+      },
+      syncToIngestRatio: round(drainRate / backlogIngestRate, 3),
+      syncTarget: 1.0,
+      allTriggersIngest: {
+        triggers: ingestRatio.triggers,
+        withTriggers: ingestRatio.withTriggers,
+        plainCopy: ingestRatio.plainCopy,
+        ratio: ingestRatio.ratio,
+        target: 0.45,
+      },
+    };
+  } finally {
+    await sync.stop().catch(() => undefined);
+    await client.query(`SELECT lakets.disable_sync('stock_ticks')`).catch(() => undefined);
+    await client.end();
+    await bench.stop();
+    fs.rmSync(lakeRoot, { recursive: true, force: true });
+  }
+}
+
+function round(n: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
