@@ -187,6 +187,12 @@ export class CdfSync {
   /** Index of the commit in progress (Delta commits made by this process before it). */
   private commitIndex = 0;
   private paused = false;
+  /** A commit was started by the row threshold: the sync is working through a backlog. */
+  private backlog = false;
+  /** The server caught up after a backlog: commit what waits now rather than after batchMaxMs. */
+  private drainTail = false;
+  /** pg_log_standby_snapshot() is callable (it needs a superuser or an EXECUTE grant). */
+  private logRunningXacts = true;
   private readonly lsnWaiters = new Set<{ lsn: bigint; resolve: () => void }>();
 
   constructor(options: CdfSyncOptions) {
@@ -338,6 +344,8 @@ export class CdfSync {
     this.ready = [];
     this.readyRows = 0;
     this.paused = false;
+    this.backlog = false;
+    this.drainTail = false;
   }
 
   /** One connection's lifetime: set-up, snapshot when needed, then streaming until an error or stop. */
@@ -635,6 +643,38 @@ export class CdfSync {
     ]);
   }
 
+  /**
+   * Writes a running-transactions record to the WAL. A logical slot's restart_lsn only moves past such
+   * records (Postgres logs one every 15 s of activity, and at checkpoints): without one after a busy
+   * stretch, a restart decodes all of that WAL again before it sends anything new. Optional: without the
+   * privilege the slot advances at Postgres's own pace.
+   */
+  private async logRestartPoint(ctl: pg.Client): Promise<void> {
+    if (!this.logRunningXacts) return;
+    try {
+      await ctl.query('SELECT pg_log_standby_snapshot()');
+    } catch (error) {
+      this.logRunningXacts = false;
+      this.log?.debug({ table: this.table, err: (error as Error).message }, 'cdf_sync: pg_log_standby_snapshot() unavailable');
+    }
+  }
+
+  /**
+   * On a clean stop with everything received durable: logs a restart point and waits (≤ 1 s) until an
+   * idle keepalive past it has been acknowledged, so that the next start does not decode the WAL of the
+   * last busy stretch again. Acknowledges nothing that onKeepalive would not.
+   */
+  private async settleRestartPoint(ctl: pg.Client, service: LogicalReplicationService): Promise<void> {
+    if (!this.logRunningXacts || !this.idle()) return;
+    const { rows } = await ctl.query<{ lsn: string }>('SELECT pg_log_standby_snapshot()::text AS lsn');
+    const target = parseLsn(rows[0]?.lsn as string);
+    const deadline = Date.now() + 1_000;
+    while (this.durableFlush < target && this.idle() && Date.now() < deadline) {
+      if (this.durableFlush > 0n) await service.acknowledge(formatLsn(this.durableFlush - 1n), true).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
   private ackFlush(position: bigint): void {
     if (position <= 0n || !this.service) return;
     this.durableFlush = position > this.durableFlush ? position : this.durableFlush;
@@ -674,6 +714,14 @@ export class CdfSync {
     service.on('heartbeat', (walEnd: string, _timestamp: number, shouldRespond: boolean) => {
       try {
         this.onKeepalive(ctl, parseLsn(walEnd), shouldRespond);
+        // A keepalive between transactions after a backlog: the walsender has sent all it had (it sends one
+        // unasked when it waits for WAL). The last transactions of the backlog are committed now instead of
+        // waiting batchMaxMs; a steady trickle still gets one commit per batchMaxMs.
+        if (this.backlog && this.current === undefined) {
+          this.backlog = false;
+          this.drainTail = true;
+          this.maybeFlush(ctl, writer, appId, true);
+        }
       } catch (error) {
         fail(error as Error);
       }
@@ -712,6 +760,7 @@ export class CdfSync {
       // Write what is complete before leaving; the rest is re-sent on the next start.
       if (this.flushing) await this.flushing.catch(() => undefined);
       if (this.ready.length > 0) await this.flush(ctl, writer, appId).catch(() => undefined);
+      await this.settleRestartPoint(ctl, service).catch(() => undefined);
       await this.recordState('STOPPED', {}).catch(() => undefined);
     }
     await service.stop().catch(() => undefined);
@@ -796,12 +845,21 @@ export class CdfSync {
   }
 
   private maybeFlush(ctl: pg.Client, writer: DeltaTableWriter, appId: string, force: boolean): void {
-    if (this.flushing || this.ready.length === 0) return;
+    if (this.flushing) return;
+    if (this.ready.length === 0) {
+      this.drainTail = false;
+      return;
+    }
     const oldest = this.ready[0] as PendingTxn;
-    if (!force && this.readyRows < this.opts.batchMaxRows && Date.now() - oldest.receivedAt < this.opts.batchMaxMs) return;
+    const full = this.readyRows >= this.opts.batchMaxRows;
+    if (!force && !this.drainTail && !full && Date.now() - oldest.receivedAt < this.opts.batchMaxMs) return;
+    if (full) this.backlog = true;
+    this.drainTail = false;
     this.flushing = this.flush(ctl, writer, appId).finally(() => {
       this.flushing = undefined;
       this.resume();
+      // The tail of a drained backlog arrived while this commit ran: commit it right away.
+      if (this.drainTail && !this.stopping) this.maybeFlush(ctl, writer, appId, true);
     });
     this.flushing.catch((error: Error) => this.sessionFailed?.(error));
     // Back-pressure: stop reading while a large backlog waits.
@@ -863,6 +921,7 @@ export class CdfSync {
     this.advanceCommitted(last.endLsn);
     await this.crash('after-ack');
     await this.recordState('STREAMING', {});
+    await this.logRestartPoint(ctl);
     this.log?.debug(
       { table: this.table, version: result.version, rows: result.rows, transactions: batch.length, ms: Date.now() - started },
       'cdf_sync commit',

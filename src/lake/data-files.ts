@@ -2,14 +2,13 @@
 // file as a Delta `add` action with statistics (numRecords, minValues, maxValues, nullCount).
 //
 // Values arrive as text (Postgres's text output, which keeps microseconds; never a JS Date) and are
-// cast by DuckDB to each column's type. The rows go to DuckDB as a CSV file: its reader is fast and
-// exact, and every value is quoted, so NULL (unquoted \N) and the empty string stay distinct.
+// cast by DuckDB to each column's type. The rows go to DuckDB through its appender as VARCHAR data
+// chunks (no text format in between, so NULL and the empty string stay distinct), then are cast.
 
 import { randomUUID } from 'node:crypto';
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBDataChunk, VARCHAR, type DuckDBConnection } from '@duckdb/node-api';
 import { fsyncDir, fsyncFile } from './durable-files.ts';
 import { toPlainRow } from './duckdb-values.ts';
 import { duckdbTypeOf, type DeltaPrimitiveTypeName } from './schema.ts';
@@ -47,10 +46,8 @@ const NULL_PARTITION = '__HIVE_DEFAULT_PARTITION__';
 /** Strings longer than this get no min/max (Delta truncates there; we simply leave them out). */
 const MAX_STRING_STAT = 32;
 
-function csvField(value: string | null): string {
-  if (value === null) return '\\N';
-  return `"${value.replaceAll('"', '""')}"`;
-}
+/** Rows per appended data chunk: DuckDB's vector size, the most a chunk holds. */
+const CHUNK_ROWS = 2048;
 
 /**
  * Writes the rows into one Parquet file per partition value under `tableDir`, fsyncs each file and
@@ -65,26 +62,25 @@ export async function writeDataFiles(
 ): Promise<AddAction[]> {
   if (rows.length === 0) return [];
   const batchId = randomUUID().replaceAll('-', '');
-  const csvPath = path.join(os.tmpdir(), `lakets-batch-${batchId}.csv`);
+  const raw = `lakets_raw_${batchId}`;
   const temp = `lakets_batch_${batchId}`;
-  const parts: string[] = [];
   for (const row of rows) {
     if (row.length !== columns.length) throw new Error(`a row has ${row.length} values for ${columns.length} columns`);
-    parts.push(row.map(csvField).join(','));
   }
-  await writeFile(csvPath, parts.join('\n') + '\n');
   try {
-    const csvColumns = columns.map((c) => `${quoteLiteral(c.name)}: 'VARCHAR'`).join(', ');
+    // The text values go in as VARCHAR through the appender (no text format to escape or parse), then
+    // DuckDB casts each column to its type, as it would cast them from any other text.
+    await connection.run(`CREATE TEMP TABLE ${raw} (${columns.map((c) => `${quoteIdentifier(c.name)} VARCHAR`).join(', ')})`);
+    await appendTextRows(connection, raw, columns.length, rows);
     const casts = columns.map((c) => `CAST(${quoteIdentifier(c.name)} AS ${duckdbTypeOf(c.type)}) AS ${quoteIdentifier(c.name)}`);
     const fromTs = quoteIdentifier(partition.fromTimestamp);
     await connection.run(
       `CREATE TEMP TABLE ${temp} AS
        SELECT *, strftime(${fromTs}, '%Y-%m-%d') AS ${quoteIdentifier(partition.column)} FROM (
-         SELECT ${casts.join(', ')}
-           FROM read_csv(${quoteLiteral(csvPath)}, columns = {${csvColumns}}, header = false, auto_detect = false,
-                         delim = ',', quote = '"', escape = '"', nullstr = '\\N', allow_quoted_nulls = false)
+         SELECT ${casts.join(', ')} FROM ${raw}
        ) AS typed`,
     );
+    await connection.run(`DROP TABLE ${raw}`);
     try {
       const stats = await partitionStats(connection, temp, columns, partition.column);
       const adds: AddAction[] = [];
@@ -129,7 +125,28 @@ export async function writeDataFiles(
       await connection.run(`DROP TABLE IF EXISTS ${temp}`);
     }
   } finally {
-    await rm(csvPath, { force: true });
+    await connection.run(`DROP TABLE IF EXISTS ${raw}`);
+  }
+}
+
+/** Appends the text rows to an all-VARCHAR table, one data chunk (≤ the DuckDB vector size) at a time. */
+async function appendTextRows(connection: DuckDBConnection, table: string, width: number, rows: readonly TextRow[]): Promise<void> {
+  const appender = await connection.createAppender(table);
+  try {
+    const types = Array.from({ length: width }, () => VARCHAR);
+    for (let start = 0; start < rows.length; start += CHUNK_ROWS) {
+      const count = Math.min(CHUNK_ROWS, rows.length - start);
+      const chunk = DuckDBDataChunk.create(types, count);
+      const column: (string | null)[] = new Array(count);
+      for (let c = 0; c < width; c++) {
+        for (let r = 0; r < count; r++) column[r] = (rows[start + r] as TextRow)[c] ?? null;
+        chunk.setColumnValues(c, column);
+      }
+      appender.appendDataChunk(chunk);
+    }
+    appender.flushSync();
+  } finally {
+    appender.closeSync();
   }
 }
 
