@@ -10,7 +10,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import type { AddAction } from './data-files.ts';
+import { addActionLine, type AddAction } from './data-files.ts';
 import { moveIntoPlace, replaceFileDurably } from './durable-files.ts';
 import { quoteLiteral } from './sql.ts';
 
@@ -51,18 +51,7 @@ export async function writeCheckpoint(connection: DuckDBConnection, logDir: stri
     lines.push(`{"txn":{"appId":${JSON.stringify(appId)},"version":${version.toString()}}}`);
   }
   for (const add of state.adds) {
-    lines.push(
-      JSON.stringify({
-        add: {
-          path: add.path,
-          partitionValues: add.partitionValues,
-          size: add.size,
-          modificationTime: add.modificationTime,
-          dataChange: add.dataChange,
-          stats: add.stats,
-        },
-      }),
-    );
+    lines.push(addActionLine(add));
   }
   const id = randomUUID();
   const jsonPath = path.join(os.tmpdir(), `lakets-checkpoint-${id}.json`);

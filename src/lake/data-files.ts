@@ -41,6 +41,20 @@ export interface AddAction {
   readonly numRecords: number;
 }
 
+/** The `add` action of a data file as one line of a commit or of a checkpoint's JSON. */
+export function addActionLine(add: AddAction): string {
+  return JSON.stringify({
+    add: {
+      path: add.path,
+      partitionValues: add.partitionValues,
+      size: add.size,
+      modificationTime: add.modificationTime,
+      dataChange: add.dataChange,
+      stats: add.stats,
+    },
+  });
+}
+
 /** Delta's name for a null partition value's folder (Hive convention). */
 const NULL_PARTITION = '__HIVE_DEFAULT_PARTITION__';
 /** Strings longer than this get no min/max (Delta truncates there; we simply leave them out). */

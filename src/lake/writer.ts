@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { writeDataFiles, type AddAction, type DayPartition, type DeltaColumn, type TextRow } from './data-files.ts';
+import { addActionLine, writeDataFiles, type AddAction, type DayPartition, type DeltaColumn, type TextRow } from './data-files.ts';
 import { writeCheckpoint } from './checkpoint-writer.ts';
 import { fsyncDir, linkIfAbsent, PutIfAbsentConflictError, writeTempFile } from './durable-files.ts';
 import { withDuckDBConnection } from './duckdb.ts';
@@ -272,18 +272,7 @@ export class DeltaTableWriter {
       lines.push(`{"txn":{"appId":${JSON.stringify(request.txn.appId)},"version":${request.txn.version.toString()},"lastUpdated":${now}}}`);
     }
     for (const add of adds) {
-      lines.push(
-        JSON.stringify({
-          add: {
-            path: add.path,
-            partitionValues: add.partitionValues,
-            size: add.size,
-            modificationTime: add.modificationTime,
-            dataChange: add.dataChange,
-            stats: add.stats,
-          },
-        }),
-      );
+      lines.push(addActionLine(add));
     }
 
     const target = path.join(logDir, commitFileName(version));
