@@ -46,7 +46,9 @@ describe('ChronoTable partition routing', () => {
   });
 
   it('routes a current tick into its chunk and stamps last_write_lsn and row_count', async () => {
-    const { rows: now } = await t.query<{ ts: string }>(`SELECT (now() - interval '1 second')::text AS ts`);
+    // now(), not a moment earlier: the premade chunks start at the minute of the manager's run, and
+    // "a second ago" can fall into the minute before it.
+    const { rows: now } = await t.query<{ ts: string }>(`SELECT now()::text AS ts`);
     await t.query(`INSERT INTO stock_ticks (time, symbol, price, volume) VALUES ($1, 'AAPL', 100, 5)`, [now[0]!.ts]);
     const p = await partitionOf(now[0]!.ts);
     expect(p).toMatch(/^stock_ticks_\d{8}_\d{6}$/);
