@@ -34,7 +34,7 @@ const PIPELINE = `{
 describe('pipeline signals', () => {
   it('reports ticks, partitions, jobs and prices in one query', async () => {
     await t.query(`INSERT INTO stock_ticks (time, symbol, price, volume)
-                   SELECT now() - (g || ' ms')::interval, 'AAPL', 100 + g, 1 FROM generate_series(1, 250) g`);
+                   SELECT now() + (g || ' us')::interval, 'AAPL', 100 + g, 1 FROM generate_series(1, 250) g`);
     await t.query(`INSERT INTO stock_ticks (time, symbol, price, volume) VALUES ('2021-01-01', 'MSFT', 1, 1)`);
     const res = await gql(api.url, PIPELINE);
     expect(res.errors).toBeUndefined();
@@ -42,6 +42,7 @@ describe('pipeline signals', () => {
     expect(p.ticksLastMinute).toBe(250);
     expect(p.defaultPartitionRows).toBe(1);
     expect(p.chunkInterval).toBe('00:01:00');
+    // (ticks a few microseconds after now(): always inside the premade current chunk)
     // 251 ticks in two symbols: (minute, hour, day) buckets of AAPL now and of MSFT in 2021
     expect(p.invalidationsPending).toBeGreaterThanOrEqual(6);
     expect(p.watermarks.map((w: { rollup: string }) => w.rollup)).toEqual(['ohlcv_1min', 'ohlcv_1hour', 'ohlcv_1day']);
@@ -49,7 +50,7 @@ describe('pipeline signals', () => {
     expect(p.partitions.residentRows).toBe(250);
     expect(p.jobs).toEqual([expect.objectContaining({ job: 'partition_manager', lastStatus: 'succeeded', failuresLastHour: 0, lastError: null })]);
     expect(p.latestPrices).toEqual([
-      { symbol: 'AAPL', price: 101 },
+      { symbol: 'AAPL', price: 350 },
       { symbol: 'MSFT', price: 1 },
     ]);
     expect(p.recentPartitions.length).toBeGreaterThan(0);
