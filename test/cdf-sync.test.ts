@@ -248,7 +248,9 @@ describe('cdf_sync end to end', () => {
       expect(Date.now() - fresh!.updated_at.getTime()).toBeLessThan(5_000);
       const slot = await client.query(`SELECT active, confirmed_flush_lsn::text AS f FROM pg_replication_slots WHERE slot_name = $1`, [`lakets_cdf_${t.name}_stock_ticks`]);
       expect(slot.rows[0].active).toBe(true);
-      expect(parseLsn(slot.rows[0].f)).toBeLessThanOrEqual(parseLsn(fresh!.committed_lsn!));
+      // The slot never confirms more than the lake holds (the sync's own durable position, read after
+      // the slot; cdf_state's copy of it is refreshed on a period and may trail the slot briefly).
+      expect(parseLsn(slot.rows[0].f)).toBeLessThanOrEqual(sync.status.committedLsn);
     } finally {
       await sync.stop();
     }

@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Database } from './db-types.ts';
+import { apiTypes } from './pg-types.ts';
 
 export type Db = Kysely<Database>;
 
@@ -15,6 +16,13 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'lakets-api',
     idleTimeoutMillis: 30_000,
+    types: apiTypes,
+    // The API speaks UTC (bucket origins, DateTime scalars), and a UTC session's timestamptz text
+    // takes apiTypes' fast path whatever the server's default TimeZone is. A SET rather than a
+    // startup option, which connection poolers may refuse.
+    onConnect: async (client: pg.ClientBase) => {
+      await client.query("SET TimeZone = 'UTC'");
+    },
   });
   // An idle client losing its backend (server restart, pg_terminate_backend) must not crash the
   // process: the pool discards it and the next query opens a fresh connection.
