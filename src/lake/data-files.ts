@@ -2,17 +2,19 @@
 // file as a Delta `add` action with statistics (numRecords, minValues, maxValues, nullCount).
 //
 // Values arrive as text (Postgres's text output, which keeps microseconds; never a JS Date) and are
-// cast by DuckDB to each column's type. The rows go to DuckDB through its appender as VARCHAR data
-// chunks (no text format in between, so NULL and the empty string stay distinct), then are cast.
+// cast by DuckDB to each column's type. The rows go to DuckDB through its appender in data chunks (no
+// text format in between, so NULL and the empty string stay distinct): numbers and UTC timestamps
+// converted to native vectors on the way (text-columns.ts), everything else as VARCHAR cast in SQL.
 
 import { randomUUID } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDBDataChunk, VARCHAR, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBDataChunk, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
 import { fsyncDir, fsyncFile } from './durable-files.ts';
 import { toPlainRow } from './duckdb-values.ts';
 import { duckdbTypeOf, type DeltaPrimitiveTypeName } from './schema.ts';
 import { quoteIdentifier, quoteLiteral } from './sql.ts';
+import { columnLoader, type ColumnLoader } from './text-columns.ts';
 
 export interface DeltaColumn {
   readonly name: string;
@@ -82,11 +84,15 @@ export async function writeDataFiles(
     if (row.length !== columns.length) throw new Error(`a row has ${row.length} values for ${columns.length} columns`);
   }
   try {
-    // The text values go in as VARCHAR through the appender (no text format to escape or parse), then
-    // DuckDB casts each column to its type, as it would cast them from any other text.
-    await connection.run(`CREATE TEMP TABLE ${raw} (${columns.map((c) => `${quoteIdentifier(c.name)} VARCHAR`).join(', ')})`);
-    await appendTextRows(connection, raw, columns.length, rows);
-    const casts = columns.map((c) => `CAST(${quoteIdentifier(c.name)} AS ${duckdbTypeOf(c.type)}) AS ${quoteIdentifier(c.name)}`);
+    // The values go in through the appender (no text format to escape or parse), natively typed where
+    // text-columns.ts converts them exactly, else as VARCHAR that DuckDB casts like any other text.
+    const loaders = columns.map((c, i) => columnLoader(c.type, rows, i));
+    const rawTypes = columns.map((c, i) => (loaders[i]!.castInSql || loaders[i]!.convert === undefined ? 'VARCHAR' : duckdbTypeOf(c.type)));
+    await connection.run(`CREATE TEMP TABLE ${raw} (${columns.map((c, i) => `${quoteIdentifier(c.name)} ${rawTypes[i]}`).join(', ')})`);
+    await appendTextRows(connection, raw, loaders, rows);
+    const casts = columns.map((c, i) =>
+      loaders[i]!.castInSql ? `CAST(${quoteIdentifier(c.name)} AS ${duckdbTypeOf(c.type)}) AS ${quoteIdentifier(c.name)}` : quoteIdentifier(c.name),
+    );
     const fromTs = quoteIdentifier(partition.fromTimestamp);
     await connection.run(
       `CREATE TEMP TABLE ${temp} AS
@@ -143,17 +149,21 @@ export async function writeDataFiles(
   }
 }
 
-/** Appends the text rows to an all-VARCHAR table, one data chunk (≤ the DuckDB vector size) at a time. */
-async function appendTextRows(connection: DuckDBConnection, table: string, width: number, rows: readonly TextRow[]): Promise<void> {
+/** Appends the text rows through the column loaders, one data chunk (≤ the DuckDB vector size) at a time. */
+async function appendTextRows(connection: DuckDBConnection, table: string, loaders: readonly ColumnLoader[], rows: readonly TextRow[]): Promise<void> {
   const appender = await connection.createAppender(table);
   try {
-    const types = Array.from({ length: width }, () => VARCHAR);
+    const types = loaders.map((l) => l.vectorType);
     for (let start = 0; start < rows.length; start += CHUNK_ROWS) {
       const count = Math.min(CHUNK_ROWS, rows.length - start);
       const chunk = DuckDBDataChunk.create(types, count);
-      const column: (string | null)[] = new Array(count);
-      for (let c = 0; c < width; c++) {
-        for (let r = 0; r < count; r++) column[r] = (rows[start + r] as TextRow)[c] ?? null;
+      const column: DuckDBValue[] = new Array(count);
+      for (let c = 0; c < loaders.length; c++) {
+        const convert = loaders[c]!.convert;
+        for (let r = 0; r < count; r++) {
+          const text = (rows[start + r] as TextRow)[c] ?? null;
+          column[r] = text === null || convert === undefined ? text : convert(text);
+        }
         chunk.setColumnValues(c, column);
       }
       appender.appendDataChunk(chunk);
