@@ -12,7 +12,7 @@
 // - the slot is acknowledged only with a position that is durable in Delta (auto-acknowledge is off,
 //   its timer too: acknowledge.timeoutSeconds = 0, §11.1); keepalives are answered with it;
 // - values are kept as Postgres text (the package's parser would make Dates of timestamps and drop
-//   the microseconds): a plugin subclass swaps each column's parser for the identity.
+//   the microseconds): see pgoutput-text.ts.
 //
 // The slot is created by the sync itself together with an exported snapshot: the shadow rows visible
 // in it (changes committed before the slot existed, or after a slot was lost: the shadow keeps every
@@ -27,8 +27,9 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
-import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
+import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
+import { TextPgoutputPlugin, type TextPgoutputMessage } from './pgoutput-text.ts';
 import {
   changeFeedAppId,
   changeFeedColumns,
@@ -95,28 +96,20 @@ export class CdfSyncFatalError extends Error {
   }
 }
 
-/** pgoutput with every value left as the text Postgres sent (no JS Date, no float parsing). */
-class TextPgoutputPlugin extends PgoutputPlugin {
-  override parse(buffer: Buffer): Pgoutput.Message {
-    const message = super.parse(buffer);
-    if (message.tag === 'relation') {
-      for (const column of message.columns) column.parser = (raw: unknown) => raw;
-    }
-    return message;
-  }
-}
-
 interface PendingTxn {
   commitLsn: bigint;
   endLsn: bigint;
   rows: TextRow[];
   seqs: bigint[];
   receivedAt: number;
+  /** The source commit's time (ms since the epoch, the server's clock). */
+  commitTimeMs: number;
 }
 
 interface InProgressTxn {
   commitLsn: bigint;
   commitTimestamp: string;
+  commitTimeMs: number;
   lsnText: string;
   rows: TextRow[];
   seqs: bigint[];
@@ -137,6 +130,8 @@ const SESSION_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=
 /** Beyond this many ranges a snapshot commit does not record them (its purge after a crash is skipped). */
 const MAX_RECORDED_RANGES = 50_000;
 const TEXT_TYPES = { getTypeParser: () => (value: string) => value };
+/** Transactions that committed this long before they arrive mean the sync is working through a backlog. */
+const CATCH_UP_LAG_MS = 1_000;
 
 /** Sorted, merged [lo, hi] ranges of sequence values. */
 export function seqRanges(seqs: readonly bigint[]): [bigint, bigint][] {
@@ -181,6 +176,11 @@ export class CdfSync {
   private readyRows = 0;
   private skippedSeqs: bigint[] = [];
   private flushing: Promise<void> | undefined;
+  /**
+   * The purge and acknowledgement of the last Delta commit, which run while the next commit's files
+   * are written (at most one behind): the slot is still acknowledged only after the purge.
+   */
+  private purging: Promise<void> | undefined;
   /** The flush position acknowledged or to acknowledge: durable in the lake. */
   private durableFlush = 0n;
   private lastStateWrite = 0;
@@ -333,6 +333,7 @@ export class CdfSync {
   private async closeSession(): Promise<void> {
     this.sessionFailed = undefined;
     if (this.flushing) await this.flushing.catch(() => undefined);
+    if (this.purging) await this.purging.catch(() => undefined);
     const service = this.service;
     this.service = undefined;
     if (service) await service.destroy().catch(() => undefined);
@@ -705,7 +706,7 @@ export class CdfSync {
     service.on('error', (error: Error) => fail(error));
     service.on('data', (_lsn: string, message: Pgoutput.Message) => {
       try {
-        this.onMessage(message, info, names, width);
+        this.onMessage(message as unknown as TextPgoutputMessage, info, names, width);
         this.maybeFlush(ctl, writer, appId, false);
       } catch (error) {
         fail(error as Error);
@@ -760,6 +761,7 @@ export class CdfSync {
       // Write what is complete before leaving; the rest is re-sent on the next start.
       if (this.flushing) await this.flushing.catch(() => undefined);
       if (this.ready.length > 0) await this.flush(ctl, writer, appId).catch(() => undefined);
+      if (this.purging) await this.purging.catch(() => undefined);
       await this.settleRestartPoint(ctl, service).catch(() => undefined);
       await this.recordState('STOPPED', {}).catch(() => undefined);
     }
@@ -769,10 +771,26 @@ export class CdfSync {
   }
 
   private idle(): boolean {
-    return this.current === undefined && this.ready.length === 0 && this.flushing === undefined;
+    return this.current === undefined && this.ready.length === 0 && this.flushing === undefined && this.purging === undefined;
   }
 
-  private onMessage(message: Pgoutput.Message, info: TableInfo, names: readonly string[], width: number): void {
+  /**
+   * Where each value of our rows sits in a relation's columns: the source columns in order, then
+   * _change_type, then _seq (-1: absent). Per relation OID, rebuilt when the relation is re-sent.
+   */
+  private columnPositions = new Map<number, Int32Array>();
+
+  private positionsOf(relation: Pgoutput.MessageRelation, names: readonly string[]): Int32Array {
+    let positions = this.columnPositions.get(relation.relationOid);
+    if (!positions) {
+      const index = new Map(relation.columns.map((c, i) => [c.name, i]));
+      positions = Int32Array.from([...names, '_change_type', '_seq'], (name) => index.get(name) ?? -1);
+      this.columnPositions.set(relation.relationOid, positions);
+    }
+    return positions;
+  }
+
+  private onMessage(message: TextPgoutputMessage, info: TableInfo, names: readonly string[], width: number): void {
     switch (message.tag) {
       case 'begin': {
         if (!message.commitLsn) throw new Error('begin message without a commit LSN');
@@ -781,6 +799,7 @@ export class CdfSync {
           commitLsn,
           lsnText: commitLsn.toString(),
           commitTimestamp: formatMicrosUtc(message.commitTime as bigint),
+          commitTimeMs: Number((message.commitTime as bigint) / 1000n),
           rows: [],
           seqs: [],
         };
@@ -790,17 +809,24 @@ export class CdfSync {
         const txn = this.current;
         if (!txn) throw new Error('insert outside a transaction');
         if (message.relation.schema !== 'lakets_cdf' || message.relation.name !== info.shadowTable) return;
-        const tuple = message.new as Record<string, string | null>;
+        const positions = this.positionsOf(message.relation, names);
+        const values = message.values;
         const row: (string | null)[] = new Array(width + 3);
-        for (let i = 0; i < width; i++) row[i] = tuple[names[i] as string] ?? null;
-        row[width] = tuple['_change_type'] ?? null;
+        for (let i = 0; i <= width; i++) {
+          const at = positions[i] as number;
+          row[i] = at < 0 ? null : (values[at] ?? null);
+        }
         row[width + 1] = txn.lsnText;
         row[width + 2] = txn.commitTimestamp;
         txn.rows.push(row);
-        const seq = tuple['_seq'];
+        const seqAt = positions[width + 1] as number;
+        const seq = seqAt < 0 ? null : values[seqAt];
         if (seq !== null && seq !== undefined) txn.seqs.push(BigInt(seq));
         return;
       }
+      case 'relation':
+        this.columnPositions.delete(message.relationOid);
+        return;
       case 'commit': {
         const txn = this.current;
         this.current = undefined;
@@ -810,11 +836,11 @@ export class CdfSync {
           // Already in the lake (the slot re-sent it after a crash): only its purge may be missing.
           this.status.skippedTransactions += 1;
           this.skippedSeqs.push(...txn.seqs);
-          if (this.ready.length === 0 && this.flushing === undefined) this.ackFlush(endLsn);
+          if (this.idle()) this.ackFlush(endLsn);
           return;
         }
         if (txn.rows.length === 0) return;
-        this.ready.push({ commitLsn: txn.commitLsn, endLsn, rows: txn.rows, seqs: txn.seqs, receivedAt: Date.now() });
+        this.ready.push({ commitLsn: txn.commitLsn, endLsn, rows: txn.rows, seqs: txn.seqs, receivedAt: Date.now(), commitTimeMs: txn.commitTimeMs });
         this.readyRows += txn.rows.length;
         return;
       }
@@ -851,9 +877,15 @@ export class CdfSync {
       return;
     }
     const oldest = this.ready[0] as PendingTxn;
+    const newest = this.ready[this.ready.length - 1] as PendingTxn;
     const full = this.readyRows >= this.opts.batchMaxRows;
-    if (!force && !this.drainTail && !full && Date.now() - oldest.receivedAt < this.opts.batchMaxMs) return;
-    if (full) this.backlog = true;
+    // Behind the source (what arrives committed a while ago) with a fair batch waiting: commit it now,
+    // the writer being free, rather than idle until batchMaxRows have arrived. Whatever arrives while
+    // this commit runs makes the next, larger one.
+    const catchingUp =
+      this.readyRows >= Math.max(1, Math.floor(this.opts.batchMaxRows / 5)) && Date.now() - newest.commitTimeMs > CATCH_UP_LAG_MS;
+    if (!force && !this.drainTail && !full && !catchingUp && Date.now() - oldest.receivedAt < this.opts.batchMaxMs) return;
+    if (full || catchingUp) this.backlog = true;
     this.drainTail = false;
     this.flushing = this.flush(ctl, writer, appId).finally(() => {
       this.flushing = undefined;
@@ -915,17 +947,26 @@ export class CdfSync {
     this.status.deltaVersion = result.version;
     this.status.rowsSynced = writer.numRecords;
     if (result.checkpointError) this.log?.warn({ err: result.checkpointError }, 'cdf_sync: checkpoint failed; the next one will cover it');
-    await this.crash('commit-visible-before-ack');
-    await this.purge(ctl, seqs);
-    this.ackFlush(last.endLsn);
-    this.advanceCommitted(last.endLsn);
-    await this.crash('after-ack');
-    await this.recordState('STREAMING', {});
-    await this.logRestartPoint(ctl);
     this.log?.debug(
       { table: this.table, version: result.version, rows: result.rows, transactions: batch.length, ms: Date.now() - started },
       'cdf_sync commit',
     );
+    // The previous commit's purge and acknowledgement first: acknowledgements go in order, and the
+    // shadow rows of a commit are gone before the slot may forget its transactions (§11.1).
+    if (this.purging) await this.purging;
+    await this.crash('commit-visible-before-ack');
+    const settled: Promise<void> = (async () => {
+      await this.purge(ctl, seqs);
+      this.ackFlush(last.endLsn);
+      this.advanceCommitted(last.endLsn);
+      await this.crash('after-ack');
+      await this.recordState('STREAMING', {});
+      await this.logRestartPoint(ctl);
+    })().finally(() => {
+      if (this.purging === settled) this.purging = undefined;
+    });
+    this.purging = settled;
+    settled.catch((error: Error) => this.sessionFailed?.(error));
   }
 }
 
