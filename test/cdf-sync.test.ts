@@ -144,7 +144,11 @@ describe('shadow mirror and publication', () => {
       [tables[0]!.publication_name],
     );
     expect(pubs[0]).toEqual({ pubinsert: true, pubupdate: false, pubdelete: false, pubtruncate: false, tables: ['lakets_cdf._shadow_stock_ticks'] });
-    await t.query(`SELECT lakets.enable_sync('stock_ticks')`); // again: no error, nothing doubled
+    const again = await t.query(`SELECT lakets.enable_sync('stock_ticks') AS shadow`); // again: no error, nothing doubled
+    expect(again.rows[0]!.shadow).toBe('lakets_cdf._shadow_stock_ticks');
+    // Purges go by an index on _seq (021): their cost follows the batch, not the backlog.
+    const { rows: indexes } = await t.query(`SELECT indexdef FROM pg_indexes WHERE schemaname = 'lakets_cdf' AND tablename = '_shadow_stock_ticks'`);
+    expect(indexes.map((r) => r.indexdef)).toEqual([expect.stringMatching(/btree \(_seq\)$/)]);
     const { rows: triggers } = await t.query(
       `SELECT tgname FROM pg_trigger WHERE tgrelid = 'stock_ticks'::regclass AND tgname LIKE 'lakets_cdf%' ORDER BY 1`,
     );
