@@ -29,7 +29,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
-import { TextPgoutputPlugin, type TextPgoutputMessage } from './pgoutput-text.ts';
+import { RowPgoutputPlugin, type RowPgoutputMessage } from './pgoutput-rows.ts';
 import {
   changeFeedAppId,
   changeFeedColumns,
@@ -38,7 +38,7 @@ import {
   type SourceColumn,
 } from '../src/lake/change-feed-table.ts';
 import { formatLsn, formatMicrosUtc, parseLsn } from '../src/lake/lsn.ts';
-import { commitFileName, DeltaTableWriter, type TextRow, type WriterStage } from '../src/lake/writer.ts';
+import { commitFileName, DeltaTableWriter, type LakeRow, type LakeTimestamp, type LakeValue, type WriterStage } from '../src/lake/writer.ts';
 import { DeltaCommitConflictError, DeltaTableMismatchError } from '../src/lake/writer-errors.ts';
 import type { Logger } from '../src/server/logger.ts';
 
@@ -99,7 +99,7 @@ export class CdfSyncFatalError extends Error {
 interface PendingTxn {
   commitLsn: bigint;
   endLsn: bigint;
-  rows: TextRow[];
+  rows: LakeRow[];
   seqs: bigint[];
   receivedAt: number;
   /** The source commit's time (ms since the epoch, the server's clock). */
@@ -108,10 +108,10 @@ interface PendingTxn {
 
 interface InProgressTxn {
   commitLsn: bigint;
-  commitTimestamp: string;
+  /** The values of every row's _lsn and _commit_timestamp. */
+  commitTimestamp: LakeTimestamp;
   commitTimeMs: number;
-  lsnText: string;
-  rows: TextRow[];
+  rows: LakeRow[];
   seqs: bigint[];
 }
 
@@ -124,6 +124,8 @@ interface TableInfo {
   systemIdentifier: string;
   columns: SourceColumn[];
   timeColumn: string;
+  /** The server sends binary values on request (pgoutput's binary option, PostgreSQL 14+). */
+  binaryValues: boolean;
 }
 
 const SESSION_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=1';
@@ -181,6 +183,12 @@ export class CdfSync {
    * are written (at most one behind): the slot is still acknowledged only after the purge.
    */
   private purging: Promise<void> | undefined;
+  /**
+   * Commits durable in Delta whose shadow rows are not purged and whose transactions are not
+   * acknowledged yet: while catching up they are settled every batchMaxRows rows rather than after
+   * every commit, each purge being a pass over the shadow table.
+   */
+  private unsettled: { seqs: bigint[]; endLsn: bigint; since: number } | undefined;
   /** The flush position acknowledged or to acknowledge: durable in the lake. */
   private durableFlush = 0n;
   private lastStateWrite = 0;
@@ -334,6 +342,7 @@ export class CdfSync {
     this.sessionFailed = undefined;
     if (this.flushing) await this.flushing.catch(() => undefined);
     if (this.purging) await this.purging.catch(() => undefined);
+    this.unsettled = undefined; // re-sent by the slot, skipped and purged on the next session
     const service = this.service;
     this.service = undefined;
     if (service) await service.destroy().catch(() => undefined);
@@ -468,6 +477,7 @@ export class CdfSync {
       [this.table],
     ).catch(() => ({ rows: [] as { time_column: string }[] }));
     const timeColumn = chrono[0]?.time_column ?? columns.find((c) => c.type === 'timestamp with time zone')?.name;
+    const { rows: version } = await ctl.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
     if (!timeColumn) throw new CdfSyncFatalError(`${this.table} has no timestamptz column to partition the lake by day`);
     try {
       changeFeedColumns(columns.map((c) => ({ name: c.name, pgType: c.type })));
@@ -483,6 +493,7 @@ export class CdfSync {
       systemIdentifier: row.sysid,
       columns: columns.map((c) => ({ name: c.name, pgType: c.type })),
       timeColumn,
+      binaryValues: Number(version[0]?.v ?? 0) >= 140_000,
     };
   }
 
@@ -563,7 +574,7 @@ export class CdfSync {
       const seqs: bigint[] = [];
       const width = info.columns.length;
       const chunkRows = this.opts.snapshotChunkRows;
-      const chunks = async function* (): AsyncGenerator<TextRow[]> {
+      const chunks = async function* (): AsyncGenerator<LakeRow[]> {
         for (;;) {
           const fetched = await snapClient.query<(string | null)[]>({
             text: `FETCH ${chunkRows} FROM lakets_snapshot`,
@@ -571,7 +582,7 @@ export class CdfSync {
             types: TEXT_TYPES,
           });
           if (fetched.rows.length === 0) return;
-          const rows: TextRow[] = [];
+          const rows: LakeRow[] = [];
           for (const r of fetched.rows) {
             seqs.push(BigInt(r[width + 1] as string));
             rows.push([...r.slice(0, width + 1), lsnText, at]);
@@ -689,7 +700,7 @@ export class CdfSync {
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: false } },
     );
     this.service = service;
-    const plugin = new TextPgoutputPlugin({ protoVersion: 1, publicationNames: [info.publication] });
+    const plugin = new RowPgoutputPlugin({ protoVersion: 1, publicationNames: [info.publication], binary: info.binaryValues });
     const width = info.columns.length;
     const names = info.columns.map((c) => c.name);
 
@@ -706,7 +717,7 @@ export class CdfSync {
     service.on('error', (error: Error) => fail(error));
     service.on('data', (_lsn: string, message: Pgoutput.Message) => {
       try {
-        this.onMessage(message as unknown as TextPgoutputMessage, info, names, width);
+        this.onMessage(message as unknown as RowPgoutputMessage, info, names, width);
         this.maybeFlush(ctl, writer, appId, false);
       } catch (error) {
         fail(error as Error);
@@ -761,6 +772,7 @@ export class CdfSync {
       // Write what is complete before leaving; the rest is re-sent on the next start.
       if (this.flushing) await this.flushing.catch(() => undefined);
       if (this.ready.length > 0) await this.flush(ctl, writer, appId).catch(() => undefined);
+      await this.settle(ctl).catch(() => undefined);
       if (this.purging) await this.purging.catch(() => undefined);
       await this.settleRestartPoint(ctl, service).catch(() => undefined);
       await this.recordState('STOPPED', {}).catch(() => undefined);
@@ -771,7 +783,10 @@ export class CdfSync {
   }
 
   private idle(): boolean {
-    return this.current === undefined && this.ready.length === 0 && this.flushing === undefined && this.purging === undefined;
+    return (
+      this.current === undefined && this.ready.length === 0 && this.flushing === undefined && this.purging === undefined &&
+      this.unsettled === undefined
+    );
   }
 
   /**
@@ -790,15 +805,14 @@ export class CdfSync {
     return positions;
   }
 
-  private onMessage(message: TextPgoutputMessage, info: TableInfo, names: readonly string[], width: number): void {
+  private onMessage(message: RowPgoutputMessage, info: TableInfo, names: readonly string[], width: number): void {
     switch (message.tag) {
       case 'begin': {
         if (!message.commitLsn) throw new Error('begin message without a commit LSN');
         const commitLsn = parseLsn(message.commitLsn);
         this.current = {
           commitLsn,
-          lsnText: commitLsn.toString(),
-          commitTimestamp: formatMicrosUtc(message.commitTime as bigint),
+          commitTimestamp: { micros: message.commitTime as bigint },
           commitTimeMs: Number((message.commitTime as bigint) / 1000n),
           rows: [],
           seqs: [],
@@ -811,17 +825,18 @@ export class CdfSync {
         if (message.relation.schema !== 'lakets_cdf' || message.relation.name !== info.shadowTable) return;
         const positions = this.positionsOf(message.relation, names);
         const values = message.values;
-        const row: (string | null)[] = new Array(width + 3);
+        const row: LakeValue[] = new Array(width + 3);
         for (let i = 0; i <= width; i++) {
           const at = positions[i] as number;
           row[i] = at < 0 ? null : (values[at] ?? null);
         }
-        row[width + 1] = txn.lsnText;
+        row[width + 1] = txn.commitLsn;
         row[width + 2] = txn.commitTimestamp;
         txn.rows.push(row);
         const seqAt = positions[width + 1] as number;
         const seq = seqAt < 0 ? null : values[seqAt];
-        if (seq !== null && seq !== undefined) txn.seqs.push(BigInt(seq));
+        if (typeof seq === 'bigint') txn.seqs.push(seq);
+        else if (typeof seq === 'string') txn.seqs.push(BigInt(seq));
         return;
       }
       case 'relation':
@@ -874,6 +889,14 @@ export class CdfSync {
     if (this.flushing) return;
     if (this.ready.length === 0) {
       this.drainTail = false;
+      // Caught up (or settling was deferred long enough): purge and acknowledge what is in the lake.
+      const unsettled = this.unsettled;
+      if (unsettled && (force || !this.backlog || Date.now() - unsettled.since >= this.opts.batchMaxMs)) {
+        this.flushing = this.settle(ctl).finally(() => {
+          this.flushing = undefined;
+        });
+        this.flushing.catch((error: Error) => this.sessionFailed?.(error));
+      }
       return;
     }
     const oldest = this.ready[0] as PendingTxn;
@@ -922,7 +945,7 @@ export class CdfSync {
     this.readyRows = 0;
     if (batch.length === 0) return;
     const last = batch[batch.length - 1] as PendingTxn;
-    const rows: TextRow[] = [];
+    const rows: LakeRow[] = [];
     const seqs: bigint[] = this.skippedSeqs;
     this.skippedSeqs = [];
     for (const txn of batch) {
@@ -951,14 +974,28 @@ export class CdfSync {
       { table: this.table, version: result.version, rows: result.rows, transactions: batch.length, ms: Date.now() - started },
       'cdf_sync commit',
     );
-    // The previous commit's purge and acknowledgement first: acknowledgements go in order, and the
-    // shadow rows of a commit are gone before the slot may forget its transactions (§11.1).
-    if (this.purging) await this.purging;
     await this.crash('commit-visible-before-ack');
+    const unsettled = (this.unsettled ??= { seqs: [], endLsn: 0n, since: Date.now() });
+    for (const seq of seqs) unsettled.seqs.push(seq);
+    unsettled.endLsn = last.endLsn;
+    if (this.backlog && unsettled.seqs.length < this.opts.batchMaxRows) return;
+    await this.settle(ctl);
+  }
+
+  /**
+   * Purges the shadow rows of the unsettled commits, then acknowledges their transactions — in the
+   * background, while the next commit is written; one settlement at a time, in commit order, so
+   * that the shadow rows of a commit are gone before the slot may forget its transactions (§11.1).
+   */
+  private async settle(ctl: pg.Client): Promise<void> {
+    if (this.purging) await this.purging;
+    const batch = this.unsettled;
+    if (!batch) return;
+    this.unsettled = undefined;
     const settled: Promise<void> = (async () => {
-      await this.purge(ctl, seqs);
-      this.ackFlush(last.endLsn);
-      this.advanceCommitted(last.endLsn);
+      await this.purge(ctl, batch.seqs);
+      this.ackFlush(batch.endLsn);
+      this.advanceCommitted(batch.endLsn);
       await this.crash('after-ack');
       await this.recordState('STREAMING', {});
       await this.logRestartPoint(ctl);

@@ -10,7 +10,7 @@ import { changeFeedColumns, changeFeedPartition, sourceBinding } from '../src/la
 import { liveRowsSql, loadSnapshot, queryRows, readChangeFeedCurrentState, readRows } from '../src/lake/index.ts';
 import { quoteLiteral } from '../src/lake/sql.ts';
 import { DeltaCommitConflictError, DeltaTableMismatchError } from '../src/lake/writer-errors.ts';
-import { commitFileName, DeltaTableWriter, type DeltaWriterOptions, type TextRow } from '../src/lake/writer.ts';
+import { commitFileName, DeltaTableWriter, type DeltaWriterOptions, type LakeRow } from '../src/lake/writer.ts';
 
 let scratch: string;
 beforeAll(async () => {
@@ -41,7 +41,7 @@ async function newTable(name: string, extra: Partial<DeltaWriterOptions> = {}): 
 }
 
 /** A tick event as text; `micros` makes the fraction distinct per row. */
-function event(day: string, micros: number, id: number, type = 'insert', lsn = 1000n, price = 100 + id / 3): TextRow {
+function event(day: string, micros: number, id: number, type = 'insert', lsn = 1000n, price = 100 + id / 3): LakeRow {
   return [`${day} 12:34:56.${String(micros).padStart(6, '0')}+00`, id % 2 ? 'AAPL' : 'BTC-USD', String(price), '0.25', String(id), type, lsn.toString(), '2024-03-02 00:00:00.000007+00'];
 }
 
@@ -107,6 +107,44 @@ describe('commits', () => {
     expect(state.map((r) => [r['tick_id'], r['price'], r['time']])).toEqual([
       [2n, 42.5, '2024-03-01T12:34:56.999999Z'],
       [3n, 101, '2024-03-02T12:34:56.123457Z'],
+    ]);
+  });
+
+  it('puts every row in the UTC day of its time, across midnight, before 1970, with offsets and nulls', async () => {
+    const options = await newTable('days');
+    const writer = await DeltaTableWriter.open(options);
+    const row = (time: string | null, id: number) => [time, 'AAPL', '1.5', '2', String(id), 'insert', '10', '2024-03-02 00:00:00+00'];
+    // Natively converted (every time in the plain UTC form).
+    const plain = [
+      row('2024-03-01 23:59:59.999999+00', 1), row('2024-03-02 00:00:00+00', 2),
+      row('1969-12-31 23:59:59.999999+00', 3), row('1970-01-01 00:00:00+00', 4), row('1900-01-01 00:00:00.5+00', 5),
+    ];
+    await writer.commit({ rows: plain, txn: { appId: 'app', version: 10n } });
+    // Cast by DuckDB (an offset and a null in the batch).
+    const mixed = [row('2024-03-02 01:30:00+02', 6), row(null, 7), row('2024-03-02 00:00:00.000001+00', 8)];
+    await writer.commit({ rows: mixed, txn: { appId: 'app', version: 20n } });
+
+    const snapshot = await loadSnapshot(options.tableDir);
+    const byDay = new Map<string | null, number>();
+    for (const f of snapshot.files) byDay.set(f.partitionValues['date'] ?? null, (byDay.get(f.partitionValues['date'] ?? null) ?? 0) + (f.stats?.numRecords ?? 0));
+    expect(Object.fromEntries([...byDay].map(([k, v]) => [String(k), v]))).toEqual({
+      '2024-03-01': 2, // ids 1 and 6 (01:30+02 is 23:30 UTC the day before)
+      '2024-03-02': 2,
+      '1969-12-31': 1,
+      '1970-01-01': 1,
+      '1900-01-01': 1,
+      null: 1,
+    });
+    const rows = await readRows(snapshot, { orderBy: 'tick_id' });
+    expect(rows.map((r) => [r['tick_id'], r['time'], r['date']])).toEqual([
+      [1n, '2024-03-01T23:59:59.999999Z', '2024-03-01'],
+      [2n, '2024-03-02T00:00:00.000000Z', '2024-03-02'],
+      [3n, '1969-12-31T23:59:59.999999Z', '1969-12-31'],
+      [4n, '1970-01-01T00:00:00.000000Z', '1970-01-01'],
+      [5n, '1900-01-01T00:00:00.500000Z', '1900-01-01'],
+      [6n, '2024-03-01T23:30:00.000000Z', '2024-03-01'],
+      [7n, null, null],
+      [8n, '2024-03-02T00:00:00.000001Z', '2024-03-02'],
     ]);
   });
 

@@ -1,10 +1,10 @@
-// Writes rows given as text into day-partitioned Parquet data files with DuckDB, and describes each
-// file as a Delta `add` action with statistics (numRecords, minValues, maxValues, nullCount).
+// Writes rows into day-partitioned Parquet data files with DuckDB, and describes each file as a Delta
+// `add` action with statistics (numRecords, minValues, maxValues, nullCount).
 //
-// Values arrive as text (Postgres's text output, which keeps microseconds; never a JS Date) and are
-// cast by DuckDB to each column's type. The rows go to DuckDB through its appender in data chunks (no
-// text format in between, so NULL and the empty string stay distinct): numbers and UTC timestamps
-// converted to native vectors on the way (text-columns.ts), everything else as VARCHAR cast in SQL.
+// Values arrive as Postgres's text output (which keeps microseconds; never a JS Date) or already typed
+// from Postgres's binary form (text-columns.ts: LakeValue). The rows go to DuckDB through its appender
+// in data chunks (no text format in between, so NULL and the empty string stay distinct): numbers and
+// timestamps as native vectors, everything else as VARCHAR cast by DuckDB in SQL.
 
 import { randomUUID } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
@@ -14,7 +14,7 @@ import { fsyncDir, fsyncFile } from './durable-files.ts';
 import { toPlainRow } from './duckdb-values.ts';
 import { duckdbTypeOf, type DeltaPrimitiveTypeName } from './schema.ts';
 import { quoteIdentifier, quoteLiteral } from './sql.ts';
-import { columnLoader, type ColumnLoader } from './text-columns.ts';
+import { columnLoader, type ColumnLoader, type LakeRow } from './text-columns.ts';
 
 export interface DeltaColumn {
   readonly name: string;
@@ -27,8 +27,7 @@ export interface DayPartition {
   readonly fromTimestamp: string;
 }
 
-/** One row: the text form of each column's value, in column order; null is SQL NULL. */
-export type TextRow = readonly (string | null)[];
+export type { LakeRow, LakeTimestamp, LakeValue } from './text-columns.ts';
 
 /** An `add` action as written to the log (and to checkpoints). */
 export interface AddAction {
@@ -74,12 +73,12 @@ export async function writeDataFiles(
   tableDir: string,
   columns: readonly DeltaColumn[],
   partition: DayPartition,
-  rows: readonly TextRow[],
+  rows: readonly LakeRow[],
 ): Promise<AddAction[]> {
   if (rows.length === 0) return [];
   const batchId = randomUUID().replaceAll('-', '');
   const raw = `lakets_raw_${batchId}`;
-  const temp = `lakets_batch_${batchId}`;
+  const typedView = `lakets_batch_${batchId}`;
   for (const row of rows) {
     if (row.length !== columns.length) throw new Error(`a row has ${row.length} values for ${columns.length} columns`);
   }
@@ -89,20 +88,20 @@ export async function writeDataFiles(
     const loaders = columns.map((c, i) => columnLoader(c.type, rows, i));
     const rawTypes = columns.map((c, i) => (loaders[i]!.castInSql || loaders[i]!.convert === undefined ? 'VARCHAR' : duckdbTypeOf(c.type)));
     await connection.run(`CREATE TEMP TABLE ${raw} (${columns.map((c, i) => `${quoteIdentifier(c.name)} ${rawTypes[i]}`).join(', ')})`);
-    await appendTextRows(connection, raw, loaders, rows);
-    const casts = columns.map((c, i) =>
-      loaders[i]!.castInSql ? `CAST(${quoteIdentifier(c.name)} AS ${duckdbTypeOf(c.type)}) AS ${quoteIdentifier(c.name)}` : quoteIdentifier(c.name),
-    );
-    const fromTs = quoteIdentifier(partition.fromTimestamp);
-    await connection.run(
-      `CREATE TEMP TABLE ${temp} AS
-       SELECT *, strftime(${fromTs}, '%Y-%m-%d') AS ${quoteIdentifier(partition.column)} FROM (
-         SELECT ${casts.join(', ')} FROM ${raw}
-       ) AS typed`,
-    );
-    await connection.run(`DROP TABLE ${raw}`);
+    await appendLakeRows(connection, raw, loaders, rows);
+    // The typed rows: the appended table itself when every column went in natively, else a view
+    // casting the VARCHAR ones (evaluated by the stats query and by each file's COPY).
+    let source = raw;
+    if (loaders.some((l) => l.castInSql)) {
+      const casts = columns.map((c, i) =>
+        loaders[i]!.castInSql ? `CAST(${quoteIdentifier(c.name)} AS ${duckdbTypeOf(c.type)}) AS ${quoteIdentifier(c.name)}` : quoteIdentifier(c.name),
+      );
+      await connection.run(`CREATE TEMP VIEW ${typedView} AS SELECT ${casts.join(', ')} FROM ${raw}`);
+      source = typedView;
+    }
+    const day = dayKey(partition, columns);
     try {
-      const stats = await partitionStats(connection, temp, columns, partition.column);
+      const stats = await partitionStats(connection, source, columns, day);
       const adds: AddAction[] = [];
       const newDirs = new Set<string>();
       for (const s of stats) {
@@ -117,12 +116,9 @@ export async function writeDataFiles(
         }
         const fileName = `part-00000-${randomUUID()}.c000.zstd.parquet`;
         const filePath = path.join(dir, fileName);
-        const where =
-          s.partitionValue === null
-            ? `${quoteIdentifier(partition.column)} IS NULL`
-            : `${quoteIdentifier(partition.column)} = ${quoteLiteral(s.partitionValue)}`;
+        const where = s.key === null ? `${day.key} IS NULL` : `${day.key} = ${s.key}`;
         await connection.run(
-          `COPY (SELECT ${columns.map((c) => quoteIdentifier(c.name)).join(', ')} FROM ${temp} WHERE ${where})
+          `COPY (SELECT ${columns.map((c) => quoteIdentifier(c.name)).join(', ')} FROM ${source} WHERE ${where})
              TO ${quoteLiteral(filePath)} (FORMAT parquet, COMPRESSION zstd)`,
         );
         await fsyncFile(filePath);
@@ -142,7 +138,7 @@ export async function writeDataFiles(
       for (const dir of newDirs) await fsyncDir(dir);
       return adds;
     } finally {
-      await connection.run(`DROP TABLE IF EXISTS ${temp}`);
+      await connection.run(`DROP VIEW IF EXISTS ${typedView}`);
     }
   } finally {
     await connection.run(`DROP TABLE IF EXISTS ${raw}`);
@@ -150,7 +146,7 @@ export async function writeDataFiles(
 }
 
 /** Appends the text rows through the column loaders, one data chunk (≤ the DuckDB vector size) at a time. */
-async function appendTextRows(connection: DuckDBConnection, table: string, loaders: readonly ColumnLoader[], rows: readonly TextRow[]): Promise<void> {
+async function appendLakeRows(connection: DuckDBConnection, table: string, loaders: readonly ColumnLoader[], rows: readonly LakeRow[]): Promise<void> {
   const appender = await connection.createAppender(table);
   try {
     const types = loaders.map((l) => l.vectorType);
@@ -161,8 +157,8 @@ async function appendTextRows(connection: DuckDBConnection, table: string, loade
       for (let c = 0; c < loaders.length; c++) {
         const convert = loaders[c]!.convert;
         for (let r = 0; r < count; r++) {
-          const text = (rows[start + r] as TextRow)[c] ?? null;
-          column[r] = text === null || convert === undefined ? text : convert(text);
+          const value = (rows[start + r] as LakeRow)[c] ?? null;
+          column[r] = value === null || convert === undefined ? (value as DuckDBValue) : convert(value);
         }
         chunk.setColumnValues(c, column);
       }
@@ -174,7 +170,36 @@ async function appendTextRows(connection: DuckDBConnection, table: string, loade
   }
 }
 
+/** A day partition as SQL: `key` groups the rows of one day, `label` (an aggregate) names it 'YYYY-MM-DD'. */
+interface DayKey {
+  readonly key: string;
+  readonly label: string;
+}
+
+const MICROS_PER_DAY = 86_400_000_000;
+
+/**
+ * For a timestamp column, the day number by integer arithmetic on its epoch microseconds (floor
+ * division, so days before 1970 too): formatting a date string per row cost more than the rest of
+ * the stats query. Labels are formatted once per group, in the session's UTC.
+ */
+function dayKey(partition: DayPartition, columns: readonly DeltaColumn[]): DayKey {
+  const ts = quoteIdentifier(partition.fromTimestamp);
+  const type = columns.find((c) => c.name === partition.fromTimestamp)?.type;
+  if (type === 'timestamp' || type === 'timestamp_ntz') {
+    const e = `epoch_us(${ts})`;
+    return {
+      key: `(CASE WHEN ${e} < 0 THEN (${e} + 1) // ${MICROS_PER_DAY} - 1 ELSE ${e} // ${MICROS_PER_DAY} END)`,
+      label: `strftime(min(${ts}), '%Y-%m-%d')`,
+    };
+  }
+  const text = `strftime(${ts}, '%Y-%m-%d')`;
+  return { key: text, label: `min(${text})` };
+}
+
 interface PartitionStats {
+  /** The SQL literal of the group's key (null: the timestamp is null). */
+  readonly key: string | null;
   readonly partitionValue: string | null;
   readonly numRecords: number;
   readonly statsJson: string;
@@ -191,11 +216,11 @@ function jsonObject(entries: readonly (readonly [string, unknown])[]): string {
 
 async function partitionStats(
   connection: DuckDBConnection,
-  temp: string,
+  source: string,
   columns: readonly DeltaColumn[],
-  partitionColumn: string,
+  day: DayKey,
 ): Promise<PartitionStats[]> {
-  const selects: string[] = [`${quoteIdentifier(partitionColumn)} AS p`, 'count(*) AS n'];
+  const selects: string[] = [`${day.key} AS k`, `${day.label} AS p`, 'count(*) AS n'];
   columns.forEach((c, i) => {
     const col = quoteIdentifier(c.name);
     selects.push(`count(*) - count(${col}) AS nulls_${i}`);
@@ -214,7 +239,7 @@ async function partitionStats(
       selects.push(`min(${col}) AS min_${i}`, `max(${col}) AS max_${i}`);
     }
   });
-  const reader = await connection.runAndReadAll(`SELECT ${selects.join(', ')} FROM ${temp} GROUP BY 1 ORDER BY 1`);
+  const reader = await connection.runAndReadAll(`SELECT ${selects.join(', ')} FROM ${source} GROUP BY 1 ORDER BY 1`);
   return reader.getRowObjects().map((raw) => {
     const row = toPlainRow(raw);
     const numRecords = Number(row['n']);
@@ -235,6 +260,8 @@ async function partitionStats(
       `{"numRecords":${numRecords},"minValues":${jsonObject(mins)},"maxValues":${jsonObject(maxs)},` +
       `"nullCount":${jsonObject(nulls)}}`;
     const p = row['p'];
-    return { partitionValue: typeof p === 'string' ? p : null, numRecords, statsJson };
+    const k = row['k'];
+    const key = k === null || k === undefined ? null : typeof k === 'string' ? quoteLiteral(k) : String(k);
+    return { key, partitionValue: typeof p === 'string' ? p : null, numRecords, statsJson };
   });
 }

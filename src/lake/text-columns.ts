@@ -1,5 +1,7 @@
-// How one column of text values (Postgres's text output) goes into DuckDB: converted here into a
-// native vector when that conversion is exact and cheap, else appended as VARCHAR and cast in SQL.
+// How one column of values goes into DuckDB. Values come as Postgres's text output, or already
+// typed (number, bigint, a timestamp's microseconds) when they were decoded from binary. Text is
+// converted here into a native vector when that conversion is exact and cheap, else appended as
+// VARCHAR and cast in SQL.
 //
 // Why: every VARCHAR value crosses into DuckDB with a native call of its own, which made the append
 // the largest single cost of a Delta commit of the change feed (and its casts the next). Numbers
@@ -21,11 +23,23 @@ import {
 } from '@duckdb/node-api';
 import type { DeltaPrimitiveTypeName } from './schema.ts';
 
+/** A timestamp as microseconds since 1970-01-01 00:00:00 (UTC for timestamptz, wall clock otherwise). */
+export interface LakeTimestamp {
+  readonly micros: bigint;
+}
+
+/**
+ * One value of a row: Postgres's text form, or the typed value (number for float and integer
+ * columns up to 32 bits, bigint for bigint, LakeTimestamp for timestamps); null is SQL NULL.
+ */
+export type LakeValue = string | number | bigint | LakeTimestamp | null;
+export type LakeRow = readonly LakeValue[];
+
 export interface ColumnLoader {
   /** The type of the vector the values are appended as. */
   readonly vectorType: DuckDBType;
-  /** Converts one non-null text value; absent: the text goes in as it is. */
-  readonly convert?: (text: string) => DuckDBValue;
+  /** Converts one non-null value; absent: the value goes in as it is. */
+  readonly convert?: (value: Exclude<LakeValue, null>) => DuckDBValue;
   /** Appended as VARCHAR and cast to the column's type in SQL. */
   readonly castInSql: boolean;
 }
@@ -127,33 +141,63 @@ function remembering<T>(convert: (text: string) => T): (text: string) => T {
   };
 }
 
+/** Text converted by `fromText`; a typed value of the expected JS type passes as it is. */
+function textOr<T>(jsType: 'number' | 'bigint', fromText: (text: string) => T, column: string): (value: Exclude<LakeValue, null>) => DuckDBValue {
+  return (value) => {
+    if (typeof value === 'string') return fromText(value) as DuckDBValue;
+    if (typeof value !== jsType) throw new Error(`Conversion Error: a ${typeof value} value for ${column} column`);
+    return value as DuckDBValue;
+  };
+}
+
+/** SQL's text for a typed value of a column cast in SQL (a float, or a timestamp beside text that is not plain). */
+function asText(value: Exclude<LakeValue, null>): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object') {
+    const ms = value.micros / 1000n - (value.micros % 1000n < 0n ? 1n : 0n);
+    const micros = value.micros - ms * 1000n;
+    const iso = new Date(Number(ms)).toISOString(); // 'YYYY-MM-DDTHH:MM:SS.mmmZ'
+    return `${iso.slice(0, 10)} ${iso.slice(11, 23)}${micros.toString().padStart(3, '0')}`;
+  }
+  return String(value);
+}
+const CAST_TYPED_IN_SQL: ColumnLoader = { vectorType: VARCHAR, convert: asText, castInSql: true };
+
 /** The loader for column `index` of these rows, of Delta type `type`. */
-export function columnLoader(type: DeltaPrimitiveTypeName, rows: readonly (readonly (string | null)[])[], index: number): ColumnLoader {
+export function columnLoader(type: DeltaPrimitiveTypeName, rows: readonly LakeRow[], index: number): ColumnLoader {
   switch (type) {
     case 'string':
       return AS_TEXT;
     case 'double':
-      return { vectorType: DOUBLE, convert: doubleFromText, castInSql: false };
+      return { vectorType: DOUBLE, convert: textOr('number', doubleFromText, 'DOUBLE'), castInSql: false };
     case 'long':
-      return { vectorType: BIGINT, convert: bigintFromText, castInSql: false };
+      return { vectorType: BIGINT, convert: textOr('bigint', bigintFromText, 'BIGINT'), castInSql: false };
     case 'integer':
-      return { vectorType: INTEGER, convert: (t) => integerFromText(t, 32), castInSql: false };
+      return { vectorType: INTEGER, convert: textOr('number', (t) => integerFromText(t, 32), 'INTEGER'), castInSql: false };
     case 'short':
-      return { vectorType: SMALLINT, convert: (t) => integerFromText(t, 16), castInSql: false };
+      return { vectorType: SMALLINT, convert: textOr('number', (t) => integerFromText(t, 16), 'SMALLINT'), castInSql: false };
     case 'timestamp':
     case 'timestamp_ntz': {
       const utc = type === 'timestamp';
-      // Natively only when every value of the batch has the plain form (one vector type per column).
+      // Natively only when every value of the batch is typed or has the plain text form (one vector
+      // type per column); a timestamp value is appended as it is (the vector reads its micros).
       for (const row of rows) {
-        const text = row[index];
-        if (text !== null && text !== undefined && !isPlainTimestampText(text, utc)) return CAST_IN_SQL;
+        const value = row[index];
+        if (typeof value === 'string' && !isPlainTimestampText(value, utc)) return CAST_TYPED_IN_SQL;
       }
-      return utc
-        ? { vectorType: TIMESTAMPTZ, convert: remembering((t) => new DuckDBTimestampTZValue(microsFromText(t, true))), castInSql: false }
-        : { vectorType: TIMESTAMP, convert: remembering((t) => new DuckDBTimestampValue(microsFromText(t, false))), castInSql: false };
+      const fromText = remembering((t: string) => (utc ? new DuckDBTimestampTZValue(microsFromText(t, true)) : new DuckDBTimestampValue(microsFromText(t, false))));
+      return {
+        vectorType: utc ? TIMESTAMPTZ : TIMESTAMP,
+        convert: (value) => {
+          if (typeof value === 'string') return fromText(value);
+          if (typeof value !== 'object') throw new Error(`Conversion Error: a ${typeof value} value for a timestamp column`);
+          return value as unknown as DuckDBValue;
+        },
+        castInSql: false,
+      };
     }
     default:
       // float (parsing through a double could round twice), boolean, date, binary, byte: SQL's cast.
-      return CAST_IN_SQL;
+      return rows.some((row) => row[index] !== null && typeof row[index] !== 'string') ? CAST_TYPED_IN_SQL : CAST_IN_SQL;
   }
 }

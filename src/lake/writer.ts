@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { addActionLine, writeDataFiles, type AddAction, type DayPartition, type DeltaColumn, type TextRow } from './data-files.ts';
+import { addActionLine, writeDataFiles, type AddAction, type DayPartition, type DeltaColumn, type LakeRow } from './data-files.ts';
 import { writeCheckpoint } from './checkpoint-writer.ts';
 import { fsyncDir, linkIfAbsent, PutIfAbsentConflictError, writeTempFile } from './durable-files.ts';
 import { withDuckDBConnection } from './duckdb.ts';
@@ -23,7 +23,7 @@ import { logDirOf } from './log-listing.ts';
 import { loadSnapshot } from './snapshot.ts';
 import { DeltaCommitConflictError, DeltaTableMismatchError } from './writer-errors.ts';
 
-export type { AddAction, DayPartition, DeltaColumn, TextRow } from './data-files.ts';
+export type { AddAction, DayPartition, DeltaColumn, LakeRow, LakeTimestamp, LakeValue } from './data-files.ts';
 
 export const WRITER_PROTOCOL = { minReaderVersion: 1, minWriterVersion: 2 } as const;
 /** Configuration keys with this prefix bind a table to its source (§11.7). */
@@ -50,9 +50,9 @@ export interface DeltaWriterOptions {
 
 export interface CommitRequest {
   /** Rows of text values in column order. */
-  readonly rows?: readonly TextRow[];
+  readonly rows?: readonly LakeRow[];
   /** Or rows in chunks (each chunk becomes its own files), e.g. read from a cursor. */
-  readonly chunks?: AsyncIterable<readonly TextRow[]> | Iterable<readonly TextRow[]>;
+  readonly chunks?: AsyncIterable<readonly LakeRow[]> | Iterable<readonly LakeRow[]>;
   /** The idempotent-writer marker of this commit (our sync: appId per table, version = commit LSN). */
   readonly txn?: { readonly appId: string; readonly version: bigint };
   readonly operation?: string;
