@@ -29,6 +29,7 @@ const BENCHES: Record<string, (args: Map<string, string>) => Promise<Record<stri
     (await import('./lake.ts')).benchLake({
       rows: Number(args.get('rows') ?? 400_000),
       batchSize: Number(args.get('batch') ?? 10_000),
+      rounds: Number(args.get('rounds') ?? 3),
     }),
 };
 
