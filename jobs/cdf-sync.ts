@@ -134,6 +134,8 @@ const MAX_RECORDED_RANGES = 50_000;
 const TEXT_TYPES = { getTypeParser: () => (value: string) => value };
 /** Transactions that committed this long before they arrive mean the sync is working through a backlog. */
 const CATCH_UP_LAG_MS = 1_000;
+/** Nothing received for this long after a fair batch: the end of a burst. */
+const QUIET_MS = 250;
 
 /** Sorted, merged [lo, hi] ranges of sequence values. */
 export function seqRanges(seqs: readonly bigint[]): [bigint, bigint][] {
@@ -747,17 +749,20 @@ export class CdfSync {
       );
     });
 
+    const keepaliveEvery = Math.min(this.opts.statusIntervalMs, Math.max(50, this.opts.batchMaxMs));
+    let lastKeepaliveRequest = 0;
     const timer = setInterval(() => {
       try {
         this.maybeFlush(ctl, writer, appId, false);
-        if (this.idle()) {
+        if (this.idle() && Date.now() - lastKeepaliveRequest >= keepaliveEvery) {
           // Ask for a keepalive: its WAL position lets committed_lsn advance while nothing arrives.
+          lastKeepaliveRequest = Date.now();
           if (this.durableFlush > 0n) void service.acknowledge(formatLsn(this.durableFlush - 1n), true).catch(() => undefined);
         }
       } catch (error) {
         fail(error as Error);
       }
-    }, Math.min(this.opts.statusIntervalMs, Math.max(50, this.opts.batchMaxMs)));
+    }, Math.min(QUIET_MS, keepaliveEvery));
 
     const subscribed = service.subscribe(plugin, info.slot, '0/00000000').then(
       () => fail(new Error('replication stream ended')),
@@ -902,12 +907,13 @@ export class CdfSync {
     const oldest = this.ready[0] as PendingTxn;
     const newest = this.ready[this.ready.length - 1] as PendingTxn;
     const full = this.readyRows >= this.opts.batchMaxRows;
-    // Behind the source (what arrives committed a while ago) with a fair batch waiting: commit it now,
-    // the writer being free, rather than idle until batchMaxRows have arrived. Whatever arrives while
-    // this commit runs makes the next, larger one.
-    const catchingUp =
-      this.readyRows >= Math.max(1, Math.floor(this.opts.batchMaxRows / 5)) && Date.now() - newest.commitTimeMs > CATCH_UP_LAG_MS;
-    if (!force && !this.drainTail && !full && !catchingUp && Date.now() - oldest.receivedAt < this.opts.batchMaxMs) return;
+    // A fair batch waiting, the writer free, and either the sync is behind the source (what arrives
+    // committed a while ago) or the flow has paused (the end of a burst): commit it now rather than
+    // wait for batchMaxRows or batchMaxMs. Whatever arrives meanwhile makes the next, larger commit.
+    const fairBatch = this.readyRows >= Math.max(1, Math.floor(this.opts.batchMaxRows / 5));
+    const catchingUp = fairBatch && Date.now() - newest.commitTimeMs > CATCH_UP_LAG_MS;
+    const paused = fairBatch && Date.now() - newest.receivedAt > QUIET_MS;
+    if (!force && !this.drainTail && !full && !catchingUp && !paused && Date.now() - oldest.receivedAt < this.opts.batchMaxMs) return;
     if (full || catchingUp) this.backlog = true;
     this.drainTail = false;
     this.flushing = this.flush(ctl, writer, appId).finally(() => {
@@ -978,7 +984,9 @@ export class CdfSync {
     const unsettled = (this.unsettled ??= { seqs: [], endLsn: 0n, since: Date.now() });
     for (const seq of seqs) unsettled.seqs.push(seq);
     unsettled.endLsn = last.endLsn;
-    if (this.backlog && unsettled.seqs.length < this.opts.batchMaxRows) return;
+    // While catching up with more rows already waiting for the next commit, settle every
+    // batchMaxRows rows; otherwise now.
+    if (this.backlog && this.ready.length > 0 && unsettled.seqs.length < this.opts.batchMaxRows) return;
     await this.settle(ctl);
   }
 
