@@ -199,6 +199,8 @@ export class CdfSync {
   private paused = false;
   /** A commit was started by the row threshold: the sync is working through a backlog. */
   private backlog = false;
+  /** When a commit was last forced by size or lag. */
+  private lastBurstCommit = 0;
   /** The server caught up after a backlog: commit what waits now rather than after batchMaxMs. */
   private drainTail = false;
   /** pg_log_standby_snapshot() is callable (it needs a superuser or an EXECUTE grant). */
@@ -912,9 +914,14 @@ export class CdfSync {
     // wait for batchMaxRows or batchMaxMs. Whatever arrives meanwhile makes the next, larger commit.
     const fairBatch = this.readyRows >= Math.max(1, Math.floor(this.opts.batchMaxRows / 5));
     const catchingUp = fairBatch && Date.now() - newest.commitTimeMs > CATCH_UP_LAG_MS;
-    const paused = fairBatch && Date.now() - newest.receivedAt > QUIET_MS;
+    // After a burst (a commit forced by size or lag lately), its tail goes at the pause whatever its size.
+    const inBurst = Date.now() - this.lastBurstCommit < this.opts.batchMaxMs;
+    const paused = (fairBatch || inBurst) && Date.now() - newest.receivedAt > QUIET_MS;
     if (!force && !this.drainTail && !full && !catchingUp && !paused && Date.now() - oldest.receivedAt < this.opts.batchMaxMs) return;
-    if (full || catchingUp) this.backlog = true;
+    if (full || catchingUp) {
+      this.backlog = true;
+      this.lastBurstCommit = Date.now();
+    }
     this.drainTail = false;
     this.flushing = this.flush(ctl, writer, appId).finally(() => {
       this.flushing = undefined;
