@@ -893,7 +893,11 @@ export class CdfSync {
   }
 
   private maybeFlush(ctl: pg.Client, writer: DeltaTableWriter, appId: string, force: boolean): void {
-    if (this.flushing) return;
+    if (this.flushing) {
+      // Back-pressure: stop reading while a large backlog waits for the writer (resumed when it is done).
+      if (this.readyRows >= 2 * this.opts.batchMaxRows) this.pause();
+      return;
+    }
     if (this.ready.length === 0) {
       this.drainTail = false;
       // Caught up (or settling was deferred long enough): purge and acknowledge what is in the lake.
@@ -901,6 +905,7 @@ export class CdfSync {
       if (unsettled && (force || !this.backlog || Date.now() - unsettled.since >= this.opts.batchMaxMs)) {
         this.flushing = this.settle(ctl).finally(() => {
           this.flushing = undefined;
+          this.resume();
         });
         this.flushing.catch((error: Error) => this.sessionFailed?.(error));
       }
@@ -930,8 +935,6 @@ export class CdfSync {
       if (this.drainTail && !this.stopping) this.maybeFlush(ctl, writer, appId, true);
     });
     this.flushing.catch((error: Error) => this.sessionFailed?.(error));
-    // Back-pressure: stop reading while a large backlog waits.
-    if (this.readyRows >= 2 * this.opts.batchMaxRows) this.pause();
   }
 
   private socket(): { pause?: () => void; resume?: () => void } | undefined {
