@@ -11,6 +11,8 @@ export interface IngestOptions {
   batchSize: number;
   latencySeconds: number;
   symbols: number;
+  /** Measure without the change feed's mirror (issue 3's definition: LVC, chunk stamps, rollup invalidation). */
+  withoutChangeFeed?: boolean;
 }
 
 /**
@@ -26,6 +28,7 @@ export async function benchIngest(options: IngestOptions): Promise<Record<string
   try {
     // 10-minute chunks covering the last hour: every tick routes to a real chunk, not the default.
     await client.query(`SELECT lakets.set_chronotable_policy('stock_ticks', '10 minutes')`);
+    if (options.withoutChangeFeed) await client.query(`SELECT lakets.disable_sync('stock_ticks')`);
     await client.query(`INSERT INTO stock_ticks (time, symbol, price, volume)
                         SELECT now() - (g * interval '10 minutes'), 'AAPL', 1, 1 FROM generate_series(0, 7) g`);
     await client.query('SELECT lakets.run_partition_manager()');
