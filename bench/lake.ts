@@ -90,7 +90,7 @@ export async function benchLake(options: LakeBenchOptions): Promise<Record<strin
       console.log(`capacity round ${round + 1}: ${JSON.stringify(capacityRounds[round])}`);
     }
     const medianRound = [...capacityRounds].sort((a, b) => a.ratio - b.ratio)[Math.floor(capacityRounds.length / 2)]!;
-    const ingestRatio = await benchIngest({ rows: options.rows, batchSize: options.batchSize, latencySeconds: 4, symbols: 10 });
+    const ingestRatio = await benchIngest({ rows: options.rows, batchSize: options.batchSize, latencySeconds: 4, symbols: 10, triggerSet: 'all' });
     return {
       dataset: { rows, batchSize: options.batchSize, symbols: 10, changeEvents: rows, commitBatching: 'sync defaults (10 s or 100k rows)' },
       concurrent: {

@@ -13,6 +13,7 @@ const BENCHES: Record<string, (args: Map<string, string>) => Promise<Record<stri
       batchSize: Number(args.get('batch') ?? 10_000),
       latencySeconds: Number(args.get('seconds') ?? 10),
       symbols: Number(args.get('symbols') ?? 10),
+      triggerSet: (args.get('triggers') ?? 'foundation') as 'foundation' | 'rollups' | 'all',
     }),
   candles: async (args) =>
     (await import('./candles.ts')).benchCandles({
