@@ -22,6 +22,9 @@ import {
   type DuckDBValue,
 } from '@duckdb/node-api';
 import type { DeltaPrimitiveTypeName } from './schema.ts';
+import { isPlainTimestampText, parsePlainTimestamp } from '../time/plain-timestamp.ts';
+
+export { isPlainTimestampText };
 
 /** A timestamp as microseconds since 1970-01-01 00:00:00 (UTC for timestamptz, wall clock otherwise). */
 export interface LakeTimestamp {
@@ -76,56 +79,12 @@ function integerFromText(text: string, bits: 16 | 32): number {
   return value;
 }
 
-function digits(v: string, from: number, to: number): number {
-  let n = 0;
-  for (let i = from; i < to; i++) {
-    const d = v.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return -1;
-    n = n * 10 + d;
-  }
-  return n;
-}
-
-/**
- * True when `v` has the form 'YYYY-MM-DD HH:MM:SS[.f{1,6}]' followed by '+00' when `utc` (what a UTC
- * session prints for timestamptz) or by nothing (timestamp), with a year from 1000 on. Other text
- * (offsets, BC, infinity, …) goes to SQL's cast instead.
- */
-export function isPlainTimestampText(v: string, utc: boolean): boolean {
-  const n = v.length - (utc ? 3 : 0);
-  if (utc && (v.charCodeAt(n) !== 43 /* + */ || v.charCodeAt(n + 1) !== 48 || v.charCodeAt(n + 2) !== 48)) return false;
-  if (!(n === 19 || (n >= 21 && n <= 26 && v.charCodeAt(19) === 46 /* . */))) return false;
-  const first = v.charCodeAt(0);
-  return (
-    first >= 49 && first <= 57 &&
-    v.charCodeAt(4) === 45 && v.charCodeAt(7) === 45 && v.charCodeAt(10) === 32 && v.charCodeAt(13) === 58 && v.charCodeAt(16) === 58
-  );
-}
-
-const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-
-/** Microseconds since the epoch of a timestamp text of isPlainTimestampText's form; throws on an impossible one. */
+/** Microseconds since the epoch of a timestamp text of the plain form; throws on an impossible one. */
 export function microsFromText(v: string, utc: boolean): bigint {
-  const n = v.length - (utc ? 3 : 0);
-  const year = digits(v, 0, 4);
-  const month = digits(v, 5, 7);
-  const day = digits(v, 8, 10);
-  const hour = digits(v, 11, 13);
-  const minute = digits(v, 14, 16);
-  const second = digits(v, 17, 19);
-  const places = n === 19 ? 0 : n - 20;
-  const fraction = places === 0 ? 0 : digits(v, 20, n);
-  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  if (
-    year < 1000 || month < 1 || month > 12 || day < 1 || day > (month === 2 && leap ? 29 : (DAYS_IN_MONTH[month - 1] as number)) ||
-    hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || fraction < 0
-  ) {
-    refuse(v, utc ? 'TIMESTAMP WITH TIME ZONE' : 'TIMESTAMP');
-  }
-  const ms = Date.UTC(year, month - 1, day, hour, minute, second);
-  const micros = fraction * 10 ** (6 - places);
-  const total = ms * 1000 + micros;
-  return Number.isSafeInteger(total) ? BigInt(total) : BigInt(ms) * 1000n + BigInt(micros);
+  const t = parsePlainTimestamp(v, utc);
+  if (!t) refuse(v, utc ? 'TIMESTAMP WITH TIME ZONE' : 'TIMESTAMP');
+  const total = t.secondMs * 1000 + t.micros;
+  return Number.isSafeInteger(total) ? BigInt(total) : BigInt(t.secondMs) * 1000n + BigInt(t.micros);
 }
 
 /** Converts through `convert`, reusing the last result for a repeated text (a commit timestamp repeats per transaction). */
