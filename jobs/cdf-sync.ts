@@ -12,7 +12,7 @@
 // - the slot is acknowledged only with a position that is durable in Delta (auto-acknowledge is off,
 //   its timer too: acknowledge.timeoutSeconds = 0, §11.1); keepalives are answered with it;
 // - values are kept as Postgres text (the package's parser would make Dates of timestamps and drop
-//   the microseconds): see pgoutput-text.ts.
+//   the microseconds), or typed from their binary form on PostgreSQL 14+: see pgoutput-rows.ts.
 //
 // The slot is created by the sync itself together with an exported snapshot: the shadow rows visible
 // in it (changes committed before the slot existed, or after a slot was lost: the shadow keeps every
@@ -188,7 +188,7 @@ export class CdfSync {
   /**
    * Commits durable in Delta whose shadow rows are not purged and whose transactions are not
    * acknowledged yet: while catching up they are settled every batchMaxRows rows rather than after
-   * every commit, each purge being a pass over the shadow table.
+   * every commit (fewer, larger purge statements).
    */
   private unsettled: { seqs: bigint[]; endLsn: bigint; since: number } | undefined;
   /** The flush position acknowledged or to acknowledge: durable in the lake. */
