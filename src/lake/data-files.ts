@@ -145,7 +145,7 @@ export async function writeDataFiles(
   }
 }
 
-/** Appends the text rows through the column loaders, one data chunk (≤ the DuckDB vector size) at a time. */
+/** Appends the rows through the column loaders, one data chunk (≤ the DuckDB vector size) at a time. */
 async function appendLakeRows(connection: DuckDBConnection, table: string, loaders: readonly ColumnLoader[], rows: readonly LakeRow[]): Promise<void> {
   const appender = await connection.createAppender(table);
   try {
