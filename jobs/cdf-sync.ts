@@ -129,8 +129,27 @@ interface TableInfo {
 }
 
 const SESSION_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=1';
-/** Beyond this many ranges a snapshot commit does not record them (its purge after a crash is skipped). */
+/** Beyond this many ranges a commit does not record them (its purge after a crash is skipped). */
 const MAX_RECORDED_RANGES = 50_000;
+/** How many of the latest commits a snapshot purges the recorded shadow rows of. */
+const RECHECK_COMMITS = 64;
+
+/**
+ * The shadow `_seq` ranges a commit recorded (commitInfo.lakets.shadowSeqRanges); [] for a commit
+ * with no shadow rows or not written by the sync, undefined when it had too many ranges to record.
+ */
+async function recordedShadowRanges(writer: DeltaTableWriter, version: number): Promise<[string, string][] | undefined> {
+  let first: string;
+  try {
+    first = (await readFile(path.join(writer.tableDir, '_delta_log', commitFileName(version)), 'utf8')).split('\n', 1)[0] ?? '{}';
+  } catch {
+    return []; // cleaned up long ago
+  }
+  const info = (JSON.parse(first) as { commitInfo?: { lakets?: { shadowSeqRanges?: [string, string][]; transactions?: number } } }).commitInfo?.lakets;
+  if (info?.shadowSeqRanges) return info.shadowSeqRanges;
+  // A sync commit without ranges had too many to record; anything else holds no shadow rows.
+  return info?.transactions !== undefined ? undefined : [];
+}
 const TEXT_TYPES = { getTypeParser: () => (value: string) => value };
 /** Transactions that committed this long before they arrive mean the sync is working through a backlog. */
 const CATCH_UP_LAG_MS = 1_000;
@@ -190,7 +209,7 @@ export class CdfSync {
    * acknowledged yet: while catching up they are settled every batchMaxRows rows rather than after
    * every commit (fewer, larger purge statements).
    */
-  private unsettled: { seqs: bigint[]; endLsn: bigint; since: number } | undefined;
+  private unsettled: { ranges: [string, string][]; rows: number; endLsn: bigint; since: number } | undefined;
   /** The flush position acknowledged or to acknowledge: durable in the lake. */
   private durableFlush = 0n;
   private lastStateWrite = 0;
@@ -544,6 +563,7 @@ export class CdfSync {
       [this.table],
     );
     if (slotExists) await ctl.query('SELECT pg_drop_replication_slot($1)', [info.slot]);
+    if (writer.version >= 0) await this.purgeRecentCommits(ctl, writer);
 
     const repl = new pg.Client({ connectionString: this.opts.url, replication: 'database', options: SESSION_OPTIONS } as pg.ClientConfig);
     repl.on('error', () => undefined);
@@ -633,16 +653,9 @@ export class CdfSync {
    * starts only after the marker is cleared), then clear the marker.
    */
   private async finishSnapshotAfterCrash(ctl: pg.Client, writer: DeltaTableWriter): Promise<void> {
-    const commitFile = path.join(writer.tableDir, '_delta_log', commitFileName(writer.version));
-    const first = (await readFile(commitFile, 'utf8')).split('\n', 1)[0] ?? '{}';
-    const info = (JSON.parse(first) as { commitInfo?: { lakets?: { shadowSeqRanges?: [string, string][] } } }).commitInfo?.lakets;
-    const ranges = info?.shadowSeqRanges;
+    const ranges = await recordedShadowRanges(writer, writer.version);
     if (ranges && ranges.length > 0) {
-      await ctl.query('SELECT lakets.purge_synced_shadow($1, $2::bigint[], $3::bigint[])', [
-        this.table,
-        ranges.map((r) => r[0]),
-        ranges.map((r) => r[1]),
-      ]);
+      await this.purgeRanges(ctl, ranges);
     } else {
       this.log?.warn({ table: this.table }, 'cdf_sync: the interrupted snapshot recorded no shadow ranges; its shadow rows stay');
     }
@@ -651,12 +664,32 @@ export class CdfSync {
 
   private async purge(ctl: pg.Client, seqs: readonly bigint[]): Promise<void> {
     if (seqs.length === 0) return;
-    const ranges = seqRanges(seqs);
+    await this.purgeRanges(ctl, seqRanges(seqs).map(([lo, hi]) => [lo.toString(), hi.toString()]));
+  }
+
+  private async purgeRanges(ctl: pg.Client, ranges: readonly (readonly [string, string])[]): Promise<void> {
     await ctl.query('SELECT lakets.purge_synced_shadow($1, $2::bigint[], $3::bigint[])', [
       this.table,
-      ranges.map((r) => r[0].toString()),
-      ranges.map((r) => r[1].toString()),
+      ranges.map((r) => r[0]),
+      ranges.map((r) => r[1]),
     ]);
+  }
+
+  /**
+   * Before a snapshot (a new slot): purge the shadow rows of the latest commits, which the lake holds
+   * but whose purge may not have happened (a crash between a commit and its settlement, then the slot
+   * lost). Unpurged, the snapshot would write them a second time. Unsettled commits are few (their
+   * rows stay under batchMaxRows, plus one settlement in progress); the latest RECHECK_COMMITS are read.
+   */
+  private async purgeRecentCommits(ctl: pg.Client, writer: DeltaTableWriter): Promise<void> {
+    for (let version = writer.version; version >= 0 && version > writer.version - RECHECK_COMMITS; version--) {
+      const ranges = await recordedShadowRanges(writer, version);
+      if (ranges === undefined) {
+        this.log?.warn({ table: this.table, version }, 'cdf_sync: a recent commit recorded no shadow ranges; its shadow rows, if any remain, are snapshotted again');
+      } else if (ranges.length > 0) {
+        await this.purgeRanges(ctl, ranges);
+      }
+    }
   }
 
   /**
@@ -969,13 +1002,19 @@ export class CdfSync {
       for (const seq of txn.seqs) seqs.push(seq);
     }
     const started = Date.now();
+    // The shadow rows this commit holds: purged when it settles, and recorded in the commit for
+    // purgeRecentCommits after a crash and a lost slot.
+    const ranges = seqRanges(seqs).map(([lo, hi]): [string, string] => [lo.toString(), hi.toString()]);
     this.commitIndex = this.status.commits;
     let result;
     try {
       result = await writer.commit({
         rows,
         txn: { appId, version: last.commitLsn },
-        info: { transactions: batch.length, firstLsn: formatLsn((batch[0] as PendingTxn).commitLsn), lastLsn: formatLsn(last.commitLsn) },
+        info: {
+          transactions: batch.length, firstLsn: formatLsn((batch[0] as PendingTxn).commitLsn), lastLsn: formatLsn(last.commitLsn),
+          ...(ranges.length <= MAX_RECORDED_RANGES ? { shadowSeqRanges: ranges } : {}),
+        },
       });
     } catch (error) {
       if (error instanceof DeltaCommitConflictError) this.writer = undefined; // reopen on the next session
@@ -991,12 +1030,13 @@ export class CdfSync {
       'cdf_sync commit',
     );
     await this.crash('commit-visible-before-ack');
-    const unsettled = (this.unsettled ??= { seqs: [], endLsn: 0n, since: Date.now() });
-    for (const seq of seqs) unsettled.seqs.push(seq);
+    const unsettled = (this.unsettled ??= { ranges: [], rows: 0, endLsn: 0n, since: Date.now() });
+    for (const range of ranges) unsettled.ranges.push(range);
+    unsettled.rows += seqs.length;
     unsettled.endLsn = last.endLsn;
     // While catching up with more rows already waiting for the next commit, settle every
     // batchMaxRows rows; otherwise now.
-    if (this.backlog && this.ready.length > 0 && unsettled.seqs.length < this.opts.batchMaxRows) return;
+    if (this.backlog && this.ready.length > 0 && unsettled.rows < this.opts.batchMaxRows) return;
     await this.settle(ctl);
   }
 
@@ -1011,7 +1051,7 @@ export class CdfSync {
     if (!batch) return;
     this.unsettled = undefined;
     const settled: Promise<void> = (async () => {
-      await this.purge(ctl, batch.seqs);
+      if (batch.ranges.length > 0) await this.purgeRanges(ctl, batch.ranges);
       this.ackFlush(batch.endLsn);
       this.advanceCommitted(batch.endLsn);
       await this.crash('after-ack');
