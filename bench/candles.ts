@@ -5,6 +5,7 @@ import { TickGenerator, nowMicros, type Tick } from '../jobs/tick-generator.ts';
 import { benchDatabase, percentile } from './harness.ts';
 import { benchIngest } from './ingest.ts';
 import { apiTypes } from '../src/server/pg-types.ts';
+import type { CandleRow } from '../src/resolvers/candle-feed.ts';
 
 export interface CandlesOptions {
   /** Symbols of the dataset (1 tick/s each over one UTC day). */
@@ -61,16 +62,8 @@ const TABLE_READ = `SELECT bucket, open, high, low, close, volume, tick_count FR
 /** The served read (what the GraphQL resolver runs). */
 const ROLLUP = `SELECT bucket, open, high, low, close, volume, tick_count, final FROM lakets.candles($1, 'minute', $2, $3)`;
 
-interface Bar {
-  bucket: Date;
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volume: number;
-  tick_count: string;
-  final?: boolean;
-}
+/** A bar as both the served read and the raw queries return it (the raw ones without `final`). */
+type Bar = Omit<CandleRow, 'final' | 'filled'> & { final?: boolean };
 
 /**
  * Candles benchmark (issue 3, item 8), on one symbol-day at 1 tick/s per symbol (DESIGN §11.14):

@@ -20,7 +20,8 @@ export interface Candle {
   filled?: boolean;
 }
 
-interface CandleRow {
+/** A row of lakets.candles / candles_filled as node-pg returns it. */
+export interface CandleRow {
   bucket: Date;
   open: number;
   high: number;
