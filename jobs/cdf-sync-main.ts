@@ -12,10 +12,8 @@
 //   LAKETS_CDF_CRASH_AFTER_COMMITS  ...once this many commits succeeded (default 0)
 
 import path from 'node:path';
-import { loadConfig } from '../src/server/config.ts';
-import { openDatabase } from '../src/server/database.ts';
-import { createLogger } from '../src/server/logger.ts';
 import { CDF_CRASH_POINTS, CdfSync, runCdfSyncOnce, type CdfCrashPoint, type CdfSyncOptions } from './cdf-sync.ts';
+import { openJobEntry } from './entry.ts';
 
 function intEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -25,21 +23,13 @@ function intEnv(name: string, fallback: number): number {
   return value;
 }
 
-const config = loadConfig();
-const logger = createLogger(config.logLevel);
 const crashAt = process.env.LAKETS_CDF_CRASH_AT || undefined;
 if (crashAt !== undefined && !CDF_CRASH_POINTS.includes(crashAt as CdfCrashPoint)) {
   console.error(`LAKETS_CDF_CRASH_AT must be one of ${CDF_CRASH_POINTS.join(', ')}`);
   process.exit(2);
 }
 
-let db;
-try {
-  db = await openDatabase(config, logger, { joinRunning: true });
-} catch (err) {
-  console.error(`lakets: ${(err as Error).message}`);
-  process.exit(1);
-}
+const { config, logger, db } = await openJobEntry();
 
 const options: CdfSyncOptions = {
   url: db.directUrl,

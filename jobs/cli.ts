@@ -1,6 +1,4 @@
-import { loadConfig } from '../src/server/config.ts';
-import { openDatabase } from '../src/server/database.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { openJobEntry } from './entry.ts';
 import { runJobOnce } from './job.ts';
 import { JOBS } from './registry.ts';
 import { TickStreamer, streamOptions } from './stream-ticks.ts';
@@ -18,15 +16,7 @@ if (!name || !names.includes(name)) {
   process.exit(2);
 }
 
-const config = loadConfig();
-const logger = createLogger(config.logLevel);
-let db;
-try {
-  db = await openDatabase(config, logger, { joinRunning: true });
-} catch (err) {
-  console.error(`lakets: ${(err as Error).message}`);
-  process.exit(1);
-}
+const { config, logger, db } = await openJobEntry();
 
 let exitCode = 0;
 try {
