@@ -84,11 +84,20 @@ function malformed(what: string): never {
   throw new Error(`malformed pgoutput insert message: ${what}`);
 }
 
+/** The binary decoder of each column (undefined: a type the change feed does not map). */
+function decodersOf(typeOids: readonly number[]): (BinaryDecoder | undefined)[] {
+  return typeOids.map((oid) => BINARY_DECODERS.get(oid));
+}
+
 /**
  * The values of an insert message ('I', relation OID, 'N', TupleData) of a relation whose columns
- * have these type OIDs (binary values need them).
+ * have these type OIDs (binary values need them); `decoders` (decodersOf) when known per relation.
  */
-export function decodeInsertValues(buffer: Buffer, typeOids: readonly number[]): LakeValue[] {
+export function decodeInsertValues(
+  buffer: Buffer,
+  typeOids: readonly number[],
+  decoders: readonly (BinaryDecoder | undefined)[] = decodersOf(typeOids),
+): LakeValue[] {
   if (buffer.length < 8) malformed('too short');
   let p = 6;
   const count = buffer.readInt16BE(p);
@@ -105,7 +114,7 @@ export function decodeInsertValues(buffer: Buffer, typeOids: readonly number[]):
       if (length < 0 || p + length > buffer.length) malformed('value runs past the end');
       if (kind === TEXT) values[i] = buffer.toString('utf8', p, p + length);
       else {
-        const decode = BINARY_DECODERS.get(typeOids[i] as number);
+        const decode = decoders[i];
         if (!decode) malformed(`a binary value of type OID ${typeOids[i]}, which the change feed does not map`);
         values[i] = decode(buffer, p, length);
       }
@@ -122,7 +131,10 @@ export function decodeInsertValues(buffer: Buffer, typeOids: readonly number[]):
 }
 
 export class RowPgoutputPlugin extends PgoutputPlugin {
-  private readonly relations = new Map<number, { relation: Pgoutput.MessageRelation; typeOids: number[] }>();
+  private readonly relations = new Map<
+    number,
+    { relation: Pgoutput.MessageRelation; typeOids: number[]; decoders: (BinaryDecoder | undefined)[] }
+  >();
   private readonly binary: boolean;
 
   constructor(options: RowPgoutputOptions) {
@@ -146,14 +158,16 @@ export class RowPgoutputPlugin extends PgoutputPlugin {
       // The package reads the OID as a signed 32-bit integer; so does this, to share its keys.
       const known = this.relations.get(buffer.readInt32BE(1));
       if (known) {
-        const message: RowInsertMessage = { tag: 'insert', relation: known.relation, values: decodeInsertValues(buffer, known.typeOids) };
+        const values = decodeInsertValues(buffer, known.typeOids, known.decoders);
+        const message: RowInsertMessage = { tag: 'insert', relation: known.relation, values };
         return message as unknown as Pgoutput.Message;
       }
     }
     const message = super.parse(buffer);
     if (message.tag === 'relation') {
       for (const column of message.columns) column.parser = (raw: unknown) => raw;
-      this.relations.set(message.relationOid, { relation: message, typeOids: message.columns.map((c) => c.typeOid) });
+      const typeOids = message.columns.map((c) => c.typeOid);
+      this.relations.set(message.relationOid, { relation: message, typeOids, decoders: decodersOf(typeOids) });
     }
     return message;
   }
