@@ -264,7 +264,7 @@ describe('tick bounds: migrating a database that accepted bad ticks', () => {
       { symbol: 'BTC-USD', reason: 'price 1.7e+308 out of [1e-12, 1000000000000]' },
       { symbol: 'JPM', reason: 'time 4713-01-01 00:00:00 BC UTC before 1900-01-01 00:00:00 UTC' },
     ]);
-    expect(Number((await old.query('SELECT count(*) AS n FROM stock_ticks')).rows[0].n)).toBe(4);
+    expect(Number((await old.query('SELECT count(*) AS n FROM stock_ticks')).rows[0]!.n)).toBe(4);
     // the latest price fell back to the newest remaining tick; the symbol with no tick left lost its entry
     const { rows: lvc } = await old.query(`SELECT symbol, price FROM _lvc_stock_ticks ORDER BY symbol`);
     expect(lvc).toEqual([
@@ -280,7 +280,7 @@ describe('tick bounds: migrating a database that accepted bad ticks', () => {
           AND c.relnamespace = 'public'::regnamespace
         GROUP BY 1 ORDER BY 1`,
     );
-    const partitions = Number((await old.query(`SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'public.stock_ticks'::regclass`)).rows[0].n);
+    const partitions = Number((await old.query(`SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'public.stock_ticks'::regclass`)).rows[0]!.n);
     expect(cons).toEqual(
       ['stock_ticks_price_bounds', 'stock_ticks_symbol_check', 'stock_ticks_time_bounds', 'stock_ticks_volume_bounds'].map((conname) => ({
         conname,
