@@ -1,3 +1,5 @@
+import { clamp, TICK_LIMITS } from './tick-limits.ts';
+
 /**
  * Synthetic ticks: a seeded geometric Brownian motion per symbol around its base price, with
  * realistic volumes and a small share of late and out-of-order ticks (DESIGN §5). Pure and
@@ -102,25 +104,30 @@ export class TickGenerator {
       const prev = this.prices.get(spec.symbol)!;
       // Mean-revert gently towards the base price so that long demos stay plausible.
       const drift = 0.5 * Math.log(spec.basePrice / prev) * dt * 50;
-      const next = prev * Math.exp(drift - 0.5 * sigma * sigma * dt + sigma * Math.sqrt(dt) * this.gaussian());
+      // The walk (and a base price of any size) stays inside the bounds the database enforces.
+      const next = clamp(prev * Math.exp(drift - 0.5 * sigma * sigma * dt + sigma * Math.sqrt(dt) * this.gaussian()), TICK_LIMITS.minPrice, TICK_LIMITS.maxPrice);
       this.prices.set(spec.symbol, next);
-      const volume = Math.max(1, Math.round(Math.exp(4 + 1.2 * this.gaussian())));
+      const volume = clamp(Math.round(Math.exp(4 + 1.2 * this.gaussian())), 1, TICK_LIMITS.maxVolume);
       ticks.push({ timeMicros: micros, symbol: spec.symbol, price: roundPrice(next), volume });
     }
     return ticks;
   }
 }
 
+/** Cents for large prices, more digits for small ones; never rounded below the smallest price. */
 function roundPrice(p: number): number {
+  if (p < 1e-6) return clamp(Number(p.toPrecision(6)), TICK_LIMITS.minPrice, TICK_LIMITS.maxPrice);
   const digits = p >= 1000 ? 2 : p >= 1 ? 4 : 6;
-  return Number(p.toFixed(digits));
+  return clamp(Number(p.toFixed(digits)), TICK_LIMITS.minPrice, TICK_LIMITS.maxPrice);
 }
 
 /** "YYYY-MM-DD HH:MM:SS.ffffff+00" for COPY: microseconds survive, unlike a JS Date. */
 export function formatMicros(micros: bigint): string {
-  const ms = Number(micros / 1000n);
-  const iso = new Date(ms).toISOString(); // 2026-11-24T15:04:05.123Z
-  const frac = (micros % 1_000_000n).toString().padStart(6, '0');
+  // Floor division, so that times before 1970 (negative micros) keep a positive fraction.
+  const fracMicros = ((micros % 1_000_000n) + 1_000_000n) % 1_000_000n;
+  const seconds = (micros - fracMicros) / 1_000_000n;
+  const iso = new Date(Number(seconds) * 1000).toISOString(); // 2026-11-24T15:04:05.000Z
+  const frac = fracMicros.toString().padStart(6, '0');
   return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${frac}+00`;
 }
 
