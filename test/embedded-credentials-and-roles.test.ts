@@ -17,6 +17,8 @@ import { runJobOnce } from '../jobs/job.ts';
 import { partitionManager } from '../jobs/partition-manager.ts';
 import { runCdfSyncOnce } from '../jobs/cdf-sync.ts';
 import { freePort } from './helpers/ports.ts';
+import { createTestDatabase } from './helpers/database.ts';
+import { protectJobLocks } from '../src/server/embedded-roles.ts';
 
 const logger = createLogger('silent');
 let tmp: string;
@@ -223,6 +225,43 @@ describe('the API role', () => {
       expect(rows[0]!.rolconnlimit).toBe(7);
     } finally {
       await admin.end();
+    }
+  });
+});
+
+describe('with DATABASE_URL and a separate DATABASE_API_URL role', () => {
+  it("a superuser's start keeps the API role from the jobs' advisory locks; a plain owner's start cannot (and warns)", async () => {
+    const t = await createTestDatabase('external_roles', { migrate: false });
+    const suffix = t.name.slice(-8);
+    const apiRole = `lakets_t_api_${suffix}`;
+    const ownerRole = `lakets_t_owner_${suffix}`;
+    const password = 'p'.repeat(20);
+    const admin = await connect(t.adminUrl);
+    await admin.query(`CREATE ROLE ${apiRole} LOGIN PASSWORD '${password}'; CREATE ROLE ${ownerRole} LOGIN PASSWORD '${password}'`);
+    await admin.query(`GRANT CONNECT ON DATABASE ${t.name} TO ${apiRole}, ${ownerRole}`);
+    await admin.end();
+    const as = (role: string) => {
+      const u = new URL(t.url);
+      u.username = role;
+      u.password = password;
+      return u.toString();
+    };
+    const lock = `SELECT pg_try_advisory_lock(hashtext('lakets.job'), hashtext('partition_manager'))`;
+    try {
+      // an owner that is no superuser cannot revoke functions it does not own
+      expect(await protectJobLocks(as(ownerRole), as(apiRole), logger)).toBe(false);
+      expect(await sqlError(as(apiRole), lock)).toBe('no error');
+      // a superuser can: the API role loses the lock functions, the jobs' role keeps them
+      expect(await protectJobLocks(t.url, as(apiRole), logger)).toBe(true);
+      expect(await sqlError(as(apiRole), lock)).toMatch(/permission denied for function pg_try_advisory_lock/);
+      expect(await sqlError(t.url, lock)).toBe('no error');
+      // one role for both: nothing to tell apart, nothing changed
+      expect(await protectJobLocks(as(ownerRole), as(ownerRole), logger)).toBe(false);
+    } finally {
+      await t.drop();
+      const a = await connect(t.adminUrl);
+      await a.query(`DROP ROLE IF EXISTS ${apiRole}; DROP ROLE IF EXISTS ${ownerRole}`);
+      await a.end();
     }
   });
 });

@@ -141,6 +141,8 @@ describe('npm start', { timeout: 240_000 }, () => {
     blocker.close();
     const lines = proc.output().trim().split('\n');
     expect(lines.at(-1)).toMatch(new RegExp(`^lakets: port ${pgPort} for the embedded Postgres is already in use`));
+    // nothing half-made is left behind: the data directory it had created is gone again
+    expect(fs.existsSync(path.join(tmp, 'port-taken'))).toBe(false);
   });
 
   it('fails with one clear line when the data directory is unusable', async () => {
