@@ -4,6 +4,7 @@
 // Postgres running (its watchdog stops it), and one left running anyway is taken over by the next
 // start while a supervised one is never touched.
 
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -11,6 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { readCredentials, roleUrl } from '../src/server/credentials.ts';
+import { startEmbeddedPostgres } from '../src/server/embedded-postgres.ts';
 import { isAlive, stopPostmaster } from '../src/server/postgres-processes.ts';
 import { freePort } from './helpers/ports.ts';
 import { spawnEntry, type Spawned } from './helpers/processes.ts';
@@ -265,5 +267,28 @@ describe('when the Node side of npm start is killed', { timeout: 240_000 }, () =
 
     third.proc.child.kill('SIGTERM');
     expect(await third.proc.exited).toBe(0);
+  });
+});
+
+describe('a postmaster.pid left by a crash', { timeout: 120_000 }, () => {
+  it('naming a pid the system gave to an unrelated process: that process is left alone and Postgres starts', async () => {
+    const dataDir = path.join(tmp, 'stale-pid');
+    dataDirs.push(dataDir);
+    const port = await freePort();
+    const first = await startEmbeddedPostgres({ dataDir, port, fast: true });
+    const pidFile = path.join(dataDir, 'pg', 'postmaster.pid');
+    const lines = fs.readFileSync(pidFile, 'utf8');
+    await first.stop();
+    const bystander = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      // the file as a SIGKILLed postmaster leaves it, but with the bystander's pid
+      fs.writeFileSync(pidFile, [String(bystander.pid), ...lines.split('\n').slice(1)].join('\n'));
+      const second = await startEmbeddedPostgres({ dataDir, port, fast: true });
+      await second.stop();
+      expect(bystander.exitCode).toBeNull();
+      expect(isAlive(bystander.pid!)).toBe(true);
+    } finally {
+      bystander.kill('SIGKILL');
+    }
   });
 });

