@@ -127,13 +127,19 @@ async function assertPortFree(port: number): Promise<void> {
   });
 }
 
+function emptyFolder(folder: string): void {
+  for (const entry of fs.readdirSync(folder)) fs.rmSync(path.join(folder, entry), { recursive: true, force: true });
+}
+
 /**
  * initdb with the generated superuser password. The password file lives in a private temporary
  * folder (0700, the file 0600; handed to the postgres user when it runs initdb) and is removed.
  */
 function runInitdb(placement: Placement, password: string): void {
   const { pgData, runAs } = placement;
-  fs.mkdirSync(pgData, { mode: 0o700 });
+  if (fs.existsSync(pgData)) emptyFolder(pgData); // a relocated cluster's folder an interrupted initdb left
+  else fs.mkdirSync(pgData, { mode: 0o700 });
+  fs.chmodSync(pgData, 0o700);
   if (runAs) fs.chownSync(pgData, runAs.uid, runAs.gid);
   const privateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lakets-initdb-'));
   const pwfile = path.join(privateDir, 'pwfile');
@@ -262,10 +268,12 @@ export async function prepareEmbeddedCluster(options: EmbeddedPostgresOptions): 
     if (fresh) runInitdb(placement, credentials.superuser.password);
   } catch (err) {
     // A cluster that could not be made leaves nothing behind; an existing one is never touched.
-    if (fresh) {
-      fs.rmSync(pgData, { recursive: true, force: true });
-      placement.rollback();
+    // (The folder a link points to stays, empty: the link must not dangle.)
+    if (fresh && fs.existsSync(pgData)) {
+      if (placement.relocatedTo) emptyFolder(pgData);
+      else fs.rmSync(pgData, { recursive: true, force: true });
     }
+    if (fresh) placement.rollback();
     throw err;
   }
 

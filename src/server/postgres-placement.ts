@@ -179,15 +179,17 @@ export function placeEmbeddedPostgres(dataDir: string, binaries: PostgresBinarie
   let relocatedTo: string | undefined;
   let relocateNew = false;
   let mirrorInto: string | undefined;
+  if (pgStat?.isSymbolicLink()) {
+    if (!fs.existsSync(pgLink)) {
+      throw new PlacementError(
+        `${pgLink} links to ${fs.readlinkSync(pgLink)}, which is gone: restore that cluster, or remove the link to start with a new, empty one`,
+      );
+    }
+    relocatedTo = fs.realpathSync(pgLink);
+  }
   if (user) {
     const dataDirBlock = blockingFolder(user, nearestExisting(dataDir));
-    if (pgStat?.isSymbolicLink()) {
-      if (!fs.existsSync(pgLink)) {
-        throw new PlacementError(
-          `${pgLink} links to ${fs.readlinkSync(pgLink)}, which is gone: restore that cluster, or remove the link to start with a new, empty one`,
-        );
-      }
-      relocatedTo = fs.realpathSync(pgLink);
+    if (relocatedTo) {
       const block = blockingFolder(user, relocatedTo);
       if (block) {
         throw new PlacementError(
