@@ -30,7 +30,9 @@ export type JobOutcome =
  */
 export async function runJobOnce(url: string, job: Job, config: Config, logger: Logger): Promise<JobOutcome> {
   const started = Date.now();
-  const client = new pg.Client({ connectionString: url, application_name: `lakets-job-${job.name}` });
+  // A server that accepts TCP but never answers (restarting, or something else on its port) must
+  // not hold a run, and with it the scheduler's shutdown, forever.
+  const client = new pg.Client({ connectionString: url, application_name: `lakets-job-${job.name}`, connectionTimeoutMillis: 10_000 });
   client.on('error', () => undefined); // surfaced by the failing query instead
   await client.connect();
   let runId: string | undefined;

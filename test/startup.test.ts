@@ -9,6 +9,7 @@ import { freePort } from './helpers/ports.ts';
 import { spawnEntry, type Spawned } from './helpers/processes.ts';
 import { gql, waitFor } from './helpers/api.ts';
 import { lakeDuplicateEvents, lakeTicks, sourceTicks } from './helpers/lake.ts';
+import { readCredentials, roleUrl } from '../src/server/credentials.ts';
 
 let t: TestDatabase;
 let tmp: string;
@@ -79,7 +80,8 @@ describe('npm start', { timeout: 240_000 }, () => {
     await waitFor(async () => (await prices(port)).length === 10, 30_000, 'prices of all ten symbols');
     const before = await prices(port);
     // the API reads through a read-only role
-    const apiRole = new pg.Client({ connectionString: `postgres://lakets_api:lakets@127.0.0.1:${pgPort}/lakets` });
+    const credentials = readCredentials(dataDir)!;
+    const apiRole = new pg.Client({ connectionString: roleUrl(Number(pgPort), credentials.api, 'lakets') });
     await apiRole.connect();
     const { rows: sessions } = await apiRole.query<{ usename: string }>(
       `SELECT DISTINCT usename FROM pg_stat_activity WHERE application_name = 'lakets-api'`,
@@ -104,7 +106,7 @@ describe('npm start', { timeout: 240_000 }, () => {
     for (const p of after) expect(typeof latestBefore.get(p.symbol)).toBe('number');
     // Across the Ctrl-C restart the lake lost and duplicated nothing: once the sync has caught up,
     // its current state equals the table exactly (no chunk is old enough to be dropped yet).
-    const admin = new pg.Client({ connectionString: `postgres://postgres:lakets@127.0.0.1:${pgPort}/lakets` });
+    const admin = new pg.Client({ connectionString: roleUrl(Number(pgPort), credentials.superuser, 'lakets') });
     await admin.connect();
     const { rows: wal } = await admin.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
     await waitFor(
@@ -139,6 +141,8 @@ describe('npm start', { timeout: 240_000 }, () => {
     blocker.close();
     const lines = proc.output().trim().split('\n');
     expect(lines.at(-1)).toMatch(new RegExp(`^lakets: port ${pgPort} for the embedded Postgres is already in use`));
+    // nothing half-made is left behind: the data directory it had created is gone again
+    expect(fs.existsSync(path.join(tmp, 'port-taken'))).toBe(false);
   });
 
   it('fails with one clear line when the data directory is unusable', async () => {

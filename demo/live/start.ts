@@ -61,11 +61,23 @@ async function shutdown(signal: string): Promise<void> {
   process.exit(0);
 }
 
+/** The database is lost for good (the embedded Postgres cannot be restarted): stop the rest, exit 1. */
+async function fatal(err: Error): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.error({ err: err.message }, 'database lost; stopping');
+  await stopAll();
+  // The last line a user sees says what went wrong, in one line.
+  console.error(`lakets: ${err.message}`);
+  process.exit(1);
+}
+
 process.on('SIGINT', () => void shutdown('SIGINT'));
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
 try {
   db = await openDatabase(config, logger);
+  db.onFatal((err) => void fatal(err));
   scheduler = new Scheduler(db.url, config, logger);
   // Chunks exist before the first tick arrives.
   await scheduler.runNow(partitionManager);
@@ -90,6 +102,7 @@ try {
     staticDir: path.join(here, 'public'),
     routes: vendorRoutes(),
     lakeDir: lakeTableDir(config, 'stock_ticks'),
+    health: db.health,
   });
 
   scheduler.onOutcome((job, outcome) => api?.metrics.observeJob({ job, status: outcome.status, ms: outcome.ms }));
@@ -108,6 +121,7 @@ try {
   console.log(`  Metrics:    ${api.url}/metrics`);
   console.log(`  Health:     ${api.url}/health   Ready: ${api.url}/ready`);
   console.log(`  Data:       ${config.databaseUrl ? 'DATABASE_URL' : config.dataDir}`);
+  if (db.embedded) console.log(`  Postgres:   ${db.embedded.cluster.pgData} (log: ${path.join(config.dataDir, 'postgres.log')})`);
   console.log(`\n  Ctrl-C stops everything cleanly.\n`);
 } catch (err) {
   stopping = true;

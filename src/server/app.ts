@@ -31,6 +31,8 @@ export interface ApiOptions {
   staticDir?: string;
   /** The lake table of stock_ticks (LAKETS_DATA_DIR/lake/stock_ticks), for cross-tier reads. */
   lakeDir?: string;
+  /** The database's state for /health (503 when not ok); without it /health only says the process is up. */
+  health?: () => { ok: boolean } & Record<string, unknown>;
 }
 
 export interface ApiServer {
@@ -107,7 +109,10 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname === '/health') return json(res, 200, { status: 'ok' });
+    if (url.pathname === '/health') {
+      const health = options.health?.() ?? { ok: true };
+      return json(res, health.ok ? 200 : 503, { status: health.ok ? 'ok' : 'unavailable', ...health });
+    }
     if (url.pathname === '/ready') {
       void pool.query('SELECT 1').then(
         () =>

@@ -28,6 +28,10 @@ export interface Config {
   maxFutureSkew: string;
   /** Longest a change waits before the sync commits it to the lake (DESIGN §11.7: ≈10 s in production). */
   cdfBatchMs: number;
+  /** statement_timeout of the embedded server's read-only API role. */
+  apiStatementTimeoutMs: number;
+  /** CONNECTION LIMIT of the embedded server's read-only API role. */
+  apiConnectionLimit: number;
 }
 
 const PROFILES: Record<Config['profile'], Policy> = {
@@ -85,5 +89,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.LOG_LEVEL || 'info',
     maxFutureSkew: intervalEnv(env, 'LAKETS_MAX_FUTURE_SKEW', '5 minutes'),
     cdfBatchMs: intEnv(env, 'LAKETS_CDF_BATCH_MS', profileName === 'demo' ? 3_000 : 10_000, 50, 600_000),
+    apiStatementTimeoutMs: intEnv(env, 'LAKETS_API_STATEMENT_TIMEOUT_MS', 10_000, 100, 3_600_000),
+    apiConnectionLimit: intEnv(env, 'LAKETS_API_CONNECTION_LIMIT', 20, 2, 1_000),
   };
 }

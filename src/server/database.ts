@@ -1,17 +1,28 @@
 import pg from 'pg';
 import type { Config } from './config.ts';
-import { ensureDatabase, runningEmbeddedServer, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.ts';
+import { roleUrl, type EmbeddedCredentials } from './credentials.ts';
+import { DatabaseProbe, type DatabaseHealth } from './database-health.ts';
+import { ensureDatabase, runningEmbeddedServer } from './embedded-postgres.ts';
+import { protectJobLocks, secureEmbeddedDatabase } from './embedded-roles.ts';
 import { migrate } from './migrate.ts';
+import { PostgresSupervisor } from './postgres-supervisor.ts';
 import type { Logger } from './logger.ts';
 
+export { API_ROLE, APP_ROLE } from './credentials.ts';
+
 export interface DatabaseHandle {
-  /** Pooled/general connection (jobs, API unless DATABASE_API_URL is set). */
+  /** General connection of the jobs and the tick streamer (the app role on the embedded server). */
   url: string;
-  /** Direct connection for LISTEN and replication. */
+  /** Direct connection for LISTEN and replication (the app role on the embedded server). */
   directUrl: string;
-  /** Connection for the API's queries. */
+  /** Connection for the API's queries (the read-only role on the embedded server). */
   apiUrl: string;
-  embedded?: EmbeddedPostgres;
+  /** The supervised embedded Postgres, when DATABASE_URL is not set. */
+  embedded?: PostgresSupervisor;
+  /** The database's state for /health. */
+  health(): DatabaseHealth;
+  /** Called when the database is lost for good (the embedded Postgres cannot be restarted). */
+  onFatal(listener: (error: Error) => void): void;
   stop(): Promise<void>;
 }
 
@@ -19,51 +30,79 @@ export const EMBEDDED_DATABASE = 'lakets';
 
 /**
  * Resolves the database: DATABASE_URL when set, otherwise the embedded Postgres in
- * LAKETS_DATA_DIR; then brings the schema up to date and applies the configured policy.
+ * LAKETS_DATA_DIR (supervised: restarted after a crash); then brings the schema up to date, sets
+ * up the roles and applies the configured policy. On the embedded server the superuser only runs
+ * the migrations and the role set-up; everything else connects as the app or the API role.
  */
 export async function openDatabase(
   config: Config,
   logger: Logger,
   options: { joinRunning?: boolean } = {},
 ): Promise<DatabaseHandle> {
-  let handle: DatabaseHandle;
-  let embeddedApiRole = false;
-  const running = !config.databaseUrl && options.joinRunning ? runningEmbeddedServer(config.dataDir) : undefined;
+  if (config.databaseUrl) return openExternal(config, logger);
+  const running = options.joinRunning ? runningEmbeddedServer(config.dataDir) : undefined;
   if (running) {
     // A one-off job next to `npm start`: use the server it runs instead of refusing the data dir.
-    const url = await ensureDatabase(running, EMBEDDED_DATABASE);
-    handle = { url, directUrl: url, apiUrl: config.databaseApiUrl ?? url, stop: async () => undefined };
-  } else if (config.databaseUrl) {
-    handle = {
-      url: config.databaseUrl,
-      directUrl: config.databaseDirectUrl ?? config.databaseUrl,
-      apiUrl: config.databaseApiUrl ?? config.databaseUrl,
-      stop: async () => undefined,
-    };
-    logger.info({ database: new URL(config.databaseUrl).pathname.slice(1) }, 'using external Postgres (DATABASE_URL)');
-  } else {
-    const started = Date.now();
-    const embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort });
-    try {
-      const url = await ensureDatabase(embedded.adminUrl, EMBEDDED_DATABASE);
-      handle = { url, directUrl: url, apiUrl: config.databaseApiUrl ?? url, embedded, stop: () => embedded.stop() };
-      embeddedApiRole = !config.databaseApiUrl;
-    } catch (err) {
-      await embedded.stop();
-      throw err;
-    }
-    logger.info({ port: embedded.port, dataDir: config.dataDir, ms: Date.now() - started }, 'embedded Postgres started');
+    const handle = await setUpEmbedded(config, logger, running.port, running.credentials);
+    const probe = new DatabaseProbe(handle.url);
+    return { ...handle, health: () => probe.health(), onFatal: () => undefined, stop: async () => undefined };
   }
+  const started = Date.now();
+  const supervisor = await PostgresSupervisor.start({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
   try {
-    const applied = await migrate(handle.url);
-    if (applied.length) logger.info({ applied }, 'migrations applied');
-    await applyPolicy(handle.url, config);
-    if (embeddedApiRole) handle.apiUrl = await ensureReadOnlyApiRole(handle.url);
+    const handle = await setUpEmbedded(config, logger, supervisor.cluster.port, supervisor.cluster.credentials);
+    logger.info(
+      { port: supervisor.cluster.port, dataDir: config.dataDir, pgData: supervisor.cluster.pgData, ms: Date.now() - started },
+      'embedded Postgres started',
+    );
+    return {
+      ...handle,
+      embedded: supervisor,
+      health: () => supervisor.health(),
+      onFatal: (listener) => supervisor.onFatal(listener),
+      stop: () => supervisor.stop(),
+    };
   } catch (err) {
-    await handle.stop();
+    await supervisor.stop();
     throw err;
   }
-  return handle;
+}
+
+async function setUpEmbedded(
+  config: Config,
+  logger: Logger,
+  port: number,
+  credentials: EmbeddedCredentials,
+): Promise<Pick<DatabaseHandle, 'url' | 'directUrl' | 'apiUrl'>> {
+  const adminUrl = await ensureDatabase(roleUrl(port, credentials.superuser, 'postgres'), EMBEDDED_DATABASE);
+  const applied = await migrate(adminUrl);
+  if (applied.length) logger.info({ applied }, 'migrations applied');
+  await secureEmbeddedDatabase(adminUrl, credentials, {
+    statementTimeoutMs: config.apiStatementTimeoutMs,
+    connectionLimit: config.apiConnectionLimit,
+  });
+  const url = roleUrl(port, credentials.app, EMBEDDED_DATABASE);
+  await applyPolicy(url, config);
+  return { url, directUrl: url, apiUrl: config.databaseApiUrl ?? roleUrl(port, credentials.api, EMBEDDED_DATABASE) };
+}
+
+async function openExternal(config: Config, logger: Logger): Promise<DatabaseHandle> {
+  const url = config.databaseUrl!;
+  const apiUrl = config.databaseApiUrl ?? url;
+  logger.info({ database: new URL(url).pathname.slice(1) }, 'using external Postgres (DATABASE_URL)');
+  const applied = await migrate(url);
+  if (applied.length) logger.info({ applied }, 'migrations applied');
+  await applyPolicy(url, config);
+  await protectJobLocks(url, apiUrl, logger);
+  const probe = new DatabaseProbe(url).start();
+  return {
+    url,
+    directUrl: config.databaseDirectUrl ?? url,
+    apiUrl,
+    health: () => probe.health(),
+    onFatal: () => undefined,
+    stop: async () => probe.stop(),
+  };
 }
 
 /** The profile's chunk interval, skew and lifecycle thresholds for the tick ChronoTable (existing chunks keep their ranges). */
@@ -84,38 +123,4 @@ export async function applyPolicy(url: string, config: Config): Promise<void> {
   } finally {
     await client.end();
   }
-}
-
-export const API_ROLE = 'lakets_api';
-
-/**
- * The API reads through a read-only role (DESIGN §6): a GraphQL bug can never write. On the
- * embedded server we own the cluster and create it; with DATABASE_URL, DATABASE_API_URL may name
- * one the operator made.
- */
-export async function ensureReadOnlyApiRole(url: string): Promise<string> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(`
-      DO $$
-      BEGIN
-        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${API_ROLE}') THEN
-          CREATE ROLE ${API_ROLE} LOGIN PASSWORD 'lakets';
-        END IF;
-      END $$;
-      ALTER ROLE ${API_ROLE} SET default_transaction_read_only = on;
-      GRANT USAGE ON SCHEMA public, lakets TO ${API_ROLE};
-      GRANT SELECT ON ALL TABLES IN SCHEMA public, lakets TO ${API_ROLE};
-      ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO ${API_ROLE};
-      ALTER DEFAULT PRIVILEGES IN SCHEMA lakets GRANT SELECT ON TABLES TO ${API_ROLE};`);
-    const dbName = new URL(url).pathname.slice(1);
-    await client.query(`GRANT CONNECT ON DATABASE ${client.escapeIdentifier(dbName)} TO ${API_ROLE}`);
-  } finally {
-    await client.end();
-  }
-  const api = new URL(url);
-  api.username = API_ROLE;
-  api.password = 'lakets';
-  return api.toString();
 }
