@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type AbortableQueryOptions } from 'kysely';
 import type { Db } from '../server/pool.ts';
 import type { ListenHub } from '../server/listener.ts';
 import { LatestQueue } from '../server/latest-queue.ts';
@@ -49,11 +49,19 @@ function toCandle(symbol: string, r: CandleRow): Candle {
 }
 
 /** Always-current candles of [from, to) by bucket start (lakets.candles / candles_filled). */
-export async function readCandles(db: Db, symbol: string, granularity: Granularity, from: Date, to: Date, fill = false): Promise<Candle[]> {
+export async function readCandles(
+  db: Db,
+  symbol: string,
+  granularity: Granularity,
+  from: Date,
+  to: Date,
+  fill = false,
+  options?: AbortableQueryOptions,
+): Promise<Candle[]> {
   const query = fill
     ? sql<CandleRow>`SELECT * FROM lakets.candles_filled(${symbol}, ${granularity}, ${from}, ${to})`
     : sql<CandleRow>`SELECT * FROM lakets.candles(${symbol}, ${granularity}, ${from}, ${to})`;
-  const { rows } = await query.execute(db);
+  const { rows } = await query.execute(db, options);
   return rows.map((r) => toCandle(symbol, r));
 }
 

@@ -8,6 +8,11 @@ export type Db = Kysely<Database>;
 export interface PoolOptions {
   max?: number;
   applicationName?: string;
+  /**
+   * statement_timeout of every session of this pool, in ms (unset: the server's). Set on each
+   * connection rather than on a role, so it holds whatever DATABASE_API_URL points at.
+   */
+  statementTimeoutMs?: number;
 }
 
 export function createPool(connectionString: string, options: PoolOptions = {}): pg.Pool {
@@ -22,6 +27,9 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     // startup option, which connection poolers may refuse.
     onConnect: async (client: pg.ClientBase) => {
       await client.query("SET TimeZone = 'UTC'");
+      if (options.statementTimeoutMs !== undefined) {
+        await client.query(`SELECT set_config('statement_timeout', $1, false)`, [`${Math.round(options.statementTimeoutMs)}ms`]);
+      }
     },
   });
   // An idle client losing its backend (server restart, pg_terminate_backend) must not crash the
