@@ -3,7 +3,7 @@ import type http from 'node:http';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError } from 'graphql';
-import { createYoga, useErrorHandler, useExecutionCancellation, shouldRenderGraphiQL } from 'graphql-yoga';
+import { createYoga, maskError, useErrorHandler, useExecutionCancellation, shouldRenderGraphiQL } from 'graphql-yoga';
 import type pg from 'pg';
 import { buildSchema } from '../resolvers/schema.ts';
 import { AssetCatalog } from '../resolvers/assets.ts';
@@ -68,7 +68,7 @@ export const MAX_WS_OPERATIONS_PER_CONNECTION = 50;
 // Connections: short reads never wait behind bulk ones (20 clients asking for 5,000 candles each
 // must not delay anyone's latestPrice), and bulk reads are few enough at once to leave CPU.
 const SHORT_POOL_SIZE = 6;
-const BULK_POOL_SIZE = 3;
+const BULK_POOL_SIZE = 2;
 
 const GRAPHQL_PATH = '/graphql';
 
@@ -139,7 +139,18 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     renderGraphiQL: renderGraphiQLOnce,
     landingPage: false,
     multipart: false,
-    maskedErrors: true,
+    maskedErrors: {
+      maskError: (error, message, isDev) => {
+        // A statement stopped by statement_timeout is the client's to narrow, not a hidden fault.
+        const original = error instanceof GraphQLError ? error.originalError : error;
+        if (original && (original as { code?: string }).code === '57014' && /statement timeout/.test((original as Error).message)) {
+          return new GraphQLError(`the query ran longer than ${statementTimeoutMs} ms and was stopped; ask for less (limit, narrower from/to)`, {
+            extensions: { code: 'QUERY_TIMEOUT' },
+          });
+        }
+        return maskError(error, message, isDev);
+      },
+    },
     logging: {
       debug: () => undefined,
       info: () => undefined,

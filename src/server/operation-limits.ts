@@ -38,7 +38,7 @@ export const OPERATION_LIMITS = {
   maxDirectives: 20,
   maxTokens: 2_000,
   /** Budget of one operation in cost units: about one unit per row a resolver reads and per value it returns. */
-  maxCost: 50_000,
+  maxCost: 20_000,
 } as const;
 
 export type OperationLimits = typeof OPERATION_LIMITS;
@@ -93,9 +93,9 @@ export function maxRootFieldsRule(max: number): ValidationRule {
 
 // Introspection's meta fields are not schema fields, so the complexity plugin prices `__schema`
 // and `__type` at 1 whatever lies below. Their lists (types, fields, args, …) fan out like any
-// other, so they get the same default multiplier here.
+// other, so they get a multiplier here too (smaller than the default: the schema has a few dozen types, and graphql-js already refuses introspection that cycles through fields and types).
 const INTROSPECTION_LISTS = new Set(['types', 'directives', 'fields', 'args', 'inputFields', 'interfaces', 'possibleTypes', 'enumValues']);
-const INTROSPECTION_LIST_MULTIPLIER = 10;
+const INTROSPECTION_LIST_MULTIPLIER = 5;
 
 export function introspectionCost(document: DocumentNode, operation: OperationDefinitionNode): number {
   const fragments = new Map<string, FragmentDefinitionNode>();
@@ -123,34 +123,30 @@ export function introspectionCost(document: DocumentNode, operation: OperationDe
     memo.set(set, cost);
     return cost;
   };
-  let total = 0;
-  const roots: SelectionSetNode[] = [];
-  operationFieldsWithSets(operation.selectionSet, fragments, new Set(), (name, set) => {
-    if ((name === '__schema' || name === '__type') && set) roots.push(set);
-  });
-  for (const set of roots) total += costOf(set);
-  return total;
-}
-
-function operationFieldsWithSets(
-  set: SelectionSetNode,
-  fragments: Map<string, FragmentDefinitionNode>,
-  seen: Set<string>,
-  visit: (name: string, set: SelectionSetNode | undefined) => void,
-): void {
-  for (const sel of set.selections) {
-    if (sel.kind === Kind.FIELD) visit(sel.name.value, sel.selectionSet);
-    else if (sel.kind === Kind.INLINE_FRAGMENT) operationFieldsWithSets(sel.selectionSet, fragments, seen, visit);
-    else {
-      // Unlike for counting root fields, a fragment spread twice costs twice.
-      const frag = fragments.get(sel.name.value);
-      if (frag && !seen.has(sel.name.value)) {
-        seen.add(sel.name.value);
-        operationFieldsWithSets(frag.selectionSet, fragments, seen, visit);
-        seen.delete(sel.name.value);
+  // The root level, through fragments: each spread counts (twice spread, twice the cost), each
+  // fragment is priced once (memoised like everything else here).
+  const rootMemo = new Map<SelectionSetNode, number>();
+  const rootCost = (set: SelectionSetNode): number => {
+    const known = rootMemo.get(set);
+    if (known !== undefined) return known;
+    if (active.has(set)) return 0;
+    active.add(set);
+    let cost = 0;
+    for (const sel of set.selections) {
+      if (sel.kind === Kind.FIELD) {
+        if ((sel.name.value === '__schema' || sel.name.value === '__type') && sel.selectionSet) cost += costOf(sel.selectionSet);
+      } else if (sel.kind === Kind.INLINE_FRAGMENT) {
+        cost += rootCost(sel.selectionSet);
+      } else {
+        const frag = fragments.get(sel.name.value);
+        if (frag) cost += rootCost(frag.selectionSet);
       }
     }
-  }
+    active.delete(set);
+    rootMemo.set(set, cost);
+    return cost;
+  };
+  return rootCost(operation.selectionSet);
 }
 
 /** The document-shape rules, for yoga's validation phase (static: their results may be cached per document). */
