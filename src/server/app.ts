@@ -155,7 +155,8 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
       debug: () => undefined,
       info: () => undefined,
       warn: (...args: unknown[]) => logger.warn({ yoga: args.map(String) }, 'graphql-yoga warning'),
-      error: (...args: unknown[]) => logger.error({ yoga: args.map((a) => (a instanceof Error ? a.stack : String(a))) }, 'graphql-yoga error'),
+      // Yoga logs every error it masks, without the request: the error handler below logs them with it.
+      error: (...args: unknown[]) => logger.debug({ yoga: args.map((a) => (a instanceof Error ? a.stack : String(a))) }, 'graphql-yoga error'),
     },
     cors: (request) => {
       const origin = request.headers.get('origin');
@@ -172,7 +173,8 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
       operationLimitsPlugin(),
       useExecutionCancellation(),
       useErrorHandler(({ errors, context, phase }) => {
-        const ctx = context as Partial<ApiContext>;
+        // For execution errors envelop passes the execution arguments, whose contextValue is ours.
+        const ctx = (phase === 'execution' ? (context as { contextValue?: unknown }).contextValue : context) as Partial<ApiContext>;
         for (const error of errors) {
           if (!isUnexpected(error)) continue;
           if (ctx.signal?.aborted) continue; // the client went away: its cancelled query is no error
