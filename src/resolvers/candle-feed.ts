@@ -56,11 +56,19 @@ export async function readCandles(
   from: Date,
   to: Date,
   fill = false,
-  options?: AbortableQueryOptions,
+  options?: AbortableQueryOptions & { limit?: number; keep?: 'first' | 'last' },
 ): Promise<Candle[]> {
-  const query = fill
-    ? sql<CandleRow>`SELECT * FROM lakets.candles_filled(${symbol}, ${granularity}, ${from}, ${to})`
-    : sql<CandleRow>`SELECT * FROM lakets.candles(${symbol}, ${granularity}, ${from}, ${to})`;
+  const source = fill
+    ? sql`lakets.candles_filled(${symbol}, ${granularity}, ${from}, ${to})`
+    : sql`lakets.candles(${symbol}, ${granularity}, ${from}, ${to})`;
+  // With a limit, only the bars kept cross the wire: a window of 10,000 buckets asked for one bar
+  // must not make this process parse 10,000 rows.
+  const query =
+    options?.limit === undefined
+      ? sql<CandleRow>`SELECT * FROM ${source} AS c`
+      : options.keep === 'first'
+        ? sql<CandleRow>`SELECT * FROM ${source} AS c ORDER BY c.bucket LIMIT ${options.limit}`
+        : sql<CandleRow>`SELECT * FROM (SELECT * FROM ${source} AS c ORDER BY c.bucket DESC LIMIT ${options.limit}) AS l ORDER BY l.bucket`;
   const { rows } = await query.execute(db, options);
   return rows.map((r) => toCandle(symbol, r));
 }

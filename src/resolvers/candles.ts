@@ -134,9 +134,11 @@ builder.queryField('candles', (t) =>
       const limit = args.limit ?? DEFAULT_CANDLE_LIMIT;
       const window = candleWindow(args.granularity, { from: args.from, to: args.to, before: args.before, limit });
       if (window.from.getTime() === window.to.getTime()) return [];
-      const bars = await readCandles(ctx.db, symbol, args.granularity, window.from, window.to, args.fill === 'previous', cancelWith(ctx));
-      if (bars.length <= limit) return bars;
-      return window.keep === 'first' ? bars.slice(0, limit) : bars.slice(bars.length - limit);
+      return readCandles(ctx.db, symbol, args.granularity, window.from, window.to, args.fill === 'previous', {
+        ...cancelWith(ctx),
+        limit,
+        keep: window.keep,
+      });
     },
   }),
 );
