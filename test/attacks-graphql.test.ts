@@ -148,6 +148,37 @@ describe('the cost of an operation is bounded before it runs', () => {
   });
 });
 
+describe('subscriptions', () => {
+  it('caps the subscriptions open at once, and frees a slot when one ends', async () => {
+    const capped = await startTestApi(t.url, { limits: { maxSubscriptions: 2 } });
+    const client = wsClient(capped.url);
+    try {
+      const query = `subscription { priceUpdated(symbols: ["AAPL"]) { price } }`;
+      const first = collect(client, query);
+      const second = collect(client, query);
+      await waitFor(() => first.items.length > 0 && second.items.length > 0, 10_000, 'two subscriptions');
+      const third = collect(client, query);
+      await waitFor(() => third.errors.length > 0, 10_000, 'the third refused');
+      expect(JSON.stringify(third.errors)).toMatch(/SERVICE_UNAVAILABLE/);
+      first.dispose();
+      await waitFor(async () => {
+        const again = collect(client, query);
+        await new Promise((r) => setTimeout(r, 200));
+        again.dispose();
+        return again.items.length > 0;
+      }, 10_000, 'a slot freed by the ended subscription');
+      // over SSE too (the cap is process-wide): one slot is in use by `second`, one is free
+      const ctrl = new AbortController();
+      const sse = await fetch(`${capped.url}/graphql?query=${encodeURIComponent(query)}`, { headers: { accept: 'text/event-stream' }, signal: ctrl.signal });
+      expect(sse.status).toBe(200);
+      ctrl.abort();
+    } finally {
+      await client.dispose();
+      await capped.close();
+    }
+  });
+});
+
 describe('input errors are BAD_USER_INPUT, never internal', () => {
   const candles = (arg: string) => `{ candles(symbol: "AAPL", granularity: MINUTE, ${arg}, limit: 5) { time } }`;
 

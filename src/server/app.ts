@@ -16,10 +16,10 @@ import { createDb, createPool } from './pool.ts';
 import { ListenHub } from './listener.ts';
 import { Metrics } from './metrics.ts';
 import type { Logger } from './logger.ts';
-import { DEFAULT_API_STATEMENT_TIMEOUT_MS, loadSecurityConfig, type SecurityConfig } from './config.ts';
+import { loadApiStatementTimeoutMs, loadSecurityConfig, type SecurityConfig } from './config.ts';
 import { assertSafeExposure, isLoopbackHost, isWildcardHost, OriginPolicy } from './exposure.ts';
 import { Authenticator } from './auth.ts';
-import { operationLimitsPlugin, OPERATION_LIMITS } from './operation-limits.ts';
+import { operationLimitsPlugin, OPERATION_LIMITS, type OperationLimits } from './operation-limits.ts';
 import { GRAPHIQL_OPTIONS, renderGraphiQLOnce } from './graphiql.ts';
 import { attachGraphqlWs } from './graphql-ws.ts';
 import { serveStatic } from './static-files.ts';
@@ -40,10 +40,12 @@ export interface ApiOptions {
   lakeDir?: string;
   /** Authentication and allowed origins; unset: read from the environment (loadSecurityConfig). */
   security?: SecurityConfig;
-  /** statement_timeout of the API's sessions (default DEFAULT_API_STATEMENT_TIMEOUT_MS). */
+  /** statement_timeout of the API's sessions; unset: LAKETS_API_STATEMENT_TIMEOUT_MS or 10 s. */
   statementTimeoutMs?: number;
   /** Lake (DuckDB) reads: concurrency, queue and per-read timeout. */
   lakeReads?: LakeReadGateOptions;
+  /** Overrides of the operation limits (OPERATION_LIMITS). */
+  limits?: Partial<OperationLimits>;
 }
 
 export interface ApiServer {
@@ -107,7 +109,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
   const auth = new Authenticator(security);
   const origins = new OriginPolicy(security.corsOrigins, host, options.port);
 
-  const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_API_STATEMENT_TIMEOUT_MS;
+  const statementTimeoutMs = options.statementTimeoutMs ?? loadApiStatementTimeoutMs(process.env);
   const pool = createPool(options.apiUrl, { applicationName: 'lakets-api', max: SHORT_POOL_SIZE, statementTimeoutMs });
   const bulkPool = createPool(options.apiUrl, { applicationName: 'lakets-api-bulk', max: BULK_POOL_SIZE, statementTimeoutMs });
   const db = createDb(pool);
@@ -170,7 +172,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
       };
     },
     plugins: [
-      operationLimitsPlugin(),
+      operationLimitsPlugin({ ...OPERATION_LIMITS, ...options.limits }),
       useExecutionCancellation(),
       useErrorHandler(({ errors, context, phase }) => {
         // For execution errors envelop passes the execution arguments, whose contextValue is ours.
@@ -261,6 +263,10 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
       json(res, 500, { error: 'internal error', requestId });
     });
   });
+
+  // A request (headers and body) must arrive within these; responses (SSE streams) are not bound by them.
+  server.headersTimeout = 15_000;
+  server.requestTimeout = 30_000;
 
   const ws = attachGraphqlWs({
     server,

@@ -142,6 +142,11 @@ export function loadSecurityConfig(env: NodeJS.ProcessEnv = process.env): Securi
   };
 }
 
+/** LAKETS_API_STATEMENT_TIMEOUT_MS (also read on its own by startApi when not given). */
+export function loadApiStatementTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  return intEnv(env, 'LAKETS_API_STATEMENT_TIMEOUT_MS', DEFAULT_API_STATEMENT_TIMEOUT_MS, 100, 3_600_000);
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const profileName = env.LAKETS_PROFILE ?? 'demo';
   if (profileName !== 'demo' && profileName !== 'production') {
@@ -170,6 +175,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxFutureSkew: intervalEnv(env, 'LAKETS_MAX_FUTURE_SKEW', '5 minutes'),
     cdfBatchMs: intEnv(env, 'LAKETS_CDF_BATCH_MS', profileName === 'demo' ? 3_000 : 10_000, 50, 600_000),
     security: loadSecurityConfig(env),
-    apiStatementTimeoutMs: intEnv(env, 'LAKETS_API_STATEMENT_TIMEOUT_MS', DEFAULT_API_STATEMENT_TIMEOUT_MS, 100, 3_600_000),
+    apiStatementTimeoutMs: loadApiStatementTimeoutMs(env),
   };
 }

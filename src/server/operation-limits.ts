@@ -11,7 +11,7 @@ import {
   type ValidationContext,
   type ValidationRule,
 } from 'graphql';
-import type { Plugin } from 'graphql-yoga';
+import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
@@ -39,9 +39,11 @@ export const OPERATION_LIMITS = {
   maxTokens: 2_000,
   /** Budget of one operation in cost units: about one unit per row a resolver reads and per value it returns. */
   maxCost: 20_000,
-} as const;
+  /** Subscriptions open at once in this process, over SSE and WebSocket together (each is fed on every change). */
+  maxSubscriptions: 2_000,
+};
 
-export type OperationLimits = typeof OPERATION_LIMITS;
+export type OperationLimits = { readonly [K in keyof typeof OPERATION_LIMITS]: number };
 
 /** A refused operation: the client's to fix, so BAD_USER_INPUT with the limit named. */
 function limitError(limit: string, message: string, extra: Record<string, unknown> = {}): GraphQLError {
@@ -218,11 +220,13 @@ export function checkCost(
 
 /**
  * The yoga/envelop plugin: token limit at parse, shape rules at validation, the cost budget right
- * before execution or subscription (with the request's variables).
+ * before execution or subscription (with the request's variables), and a cap on the subscriptions
+ * open at once.
  */
 export function operationLimitsPlugin(limits: OperationLimits = OPERATION_LIMITS): Plugin {
   const tokens = maxTokensPlugin({ n: limits.maxTokens, propagateOnRejection: true }) as Plugin;
   const rules = shapeRules(limits);
+  let openSubscriptions = 0;
   return {
     onParse(payload) {
       tokens.onParse!(payload); // installs armor's counting parser
@@ -242,7 +246,23 @@ export function operationLimitsPlugin(limits: OperationLimits = OPERATION_LIMITS
     },
     onSubscribe({ args, setResultAndStopExecution }) {
       const check = checkCost(args.schema, args.document, args.variableValues, args.operationName, args.contextValue as object, limits);
-      if (check.errors.length) setResultAndStopExecution({ errors: check.errors });
+      if (check.errors.length) return setResultAndStopExecution({ errors: check.errors });
+      if (openSubscriptions >= limits.maxSubscriptions) {
+        return setResultAndStopExecution({
+          errors: [
+            new GraphQLError(`the server has ${limits.maxSubscriptions} subscriptions open, its limit; retry later`, {
+              extensions: { code: 'SERVICE_UNAVAILABLE', limit: 'subscriptions' },
+            }),
+          ],
+        });
+      }
+      return {
+        onSubscribeResult({ result }) {
+          if (!isAsyncIterable(result)) return;
+          openSubscriptions++;
+          return { onEnd: () => void openSubscriptions-- };
+        },
+      };
     },
   };
 }
