@@ -217,6 +217,21 @@ describe('browser origins', () => {
     await stillServing();
   });
 
+  it('answers only to loopback host names on a loopback bind (no DNS rebinding)', async () => {
+    for (const host of ['evil.example', `evil.example:${api.port}`, '10.0.0.1']) {
+      const reply = await rawRequest(`GET /graphql?query=%7B__typename%7D HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      expect(reply, host).toMatch(/^HTTP\/1\.1 421 /);
+    }
+    for (const host of [`127.0.0.1:${api.port}`, `localhost:${api.port}`, 'localhost']) {
+      const reply = await rawRequest(`GET /health HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      expect(reply, host).toMatch(/^HTTP\/1\.1 200 /);
+    }
+    const ws = await rawRequest(
+      `GET /graphql HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n`,
+    );
+    expect(ws).toMatch(/^HTTP\/1\.1 403 /);
+  });
+
   it('refuses oversized WebSocket messages by closing that socket only', async () => {
     const closed = await new Promise<number>((resolve) => {
       const ws = new WebSocket(`${api.url.replace('http', 'ws')}/graphql`, 'graphql-transport-ws');

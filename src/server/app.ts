@@ -209,6 +209,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
       return json(res, 400, { error: 'malformed request URL' });
     }
     const path = url.pathname;
+    if (!origins.allowsHost(req.headers.host)) return json(res, 421, { error: 'this server answers to loopback host names only' });
     if (path === '/health') return json(res, 200, { status: 'ok' });
     if (path === '/ready') {
       try {

@@ -59,9 +59,19 @@ export function defaultOrigins(host: string, port: number): string[] {
   return [...origins];
 }
 
+/** The hostname of a Host header ("127.0.0.1:4000", "[::1]:4000", "localhost"), or undefined. */
+function hostnameOf(hostHeader: string): string | undefined {
+  try {
+    return new URL(`http://${hostHeader}`).hostname;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The origin allow-list in force: LAKETS_CORS_ORIGINS when set, else the defaults above. */
 export class OriginPolicy {
   private allowed: Set<string>;
+  private readonly loopbackOnly: boolean;
 
   constructor(
     private readonly configured: readonly string[] | undefined,
@@ -69,6 +79,19 @@ export class OriginPolicy {
     port: number,
   ) {
     this.allowed = new Set(configured ?? defaultOrigins(host, port));
+    this.loopbackOnly = isLoopbackHost(host);
+  }
+
+  /**
+   * On a loopback bind, requests must name a loopback host: a web page whose own domain was made
+   * to resolve to 127.0.0.1 (DNS rebinding) would otherwise be "same origin" with this server and
+   * read it without ever sending a foreign Origin.
+   */
+  allowsHost(hostHeader: string | undefined): boolean {
+    if (!this.loopbackOnly) return true;
+    if (!hostHeader) return false;
+    const name = hostnameOf(hostHeader);
+    return name !== undefined && isLoopbackHost(name);
   }
 
   /** Called once the real port is known (PORT=0 binds an ephemeral one). */

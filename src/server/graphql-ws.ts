@@ -61,7 +61,7 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
       return refuseUpgrade(socket, 400, 'Bad Request');
     }
     if (pathname !== options.path) return refuseUpgrade(socket, 404, 'Not Found');
-    if (!origins.allows(req.headers.origin)) {
+    if (!origins.allowsHost(req.headers.host) || !origins.allows(req.headers.origin)) {
       logger.warn({ origin: req.headers.origin }, 'WebSocket from an origin not in LAKETS_CORS_ORIGINS refused');
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
