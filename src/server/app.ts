@@ -281,10 +281,20 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     maxOperationsPerConnection: MAX_WS_OPERATIONS_PER_CONNECTION,
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, host, () => resolve());
+    });
+  } catch (err) {
+    // e.g. the port is taken: leave nothing open behind the error
+    services.prices.close();
+    services.candles.close();
+    await ws.dispose().catch(() => undefined);
+    await hub.close().catch(() => undefined);
+    await Promise.all([pool.end(), bulkPool.end()]).catch(() => undefined);
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   origins.bound(host, port);
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;

@@ -11,7 +11,6 @@ import type { Logger } from './logger.ts';
 export interface GraphqlWsOptions {
   server: http.Server;
   path: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   yoga: YogaServerInstance<any, any>;
   auth: Authenticator;
   origins: OriginPolicy;
