@@ -106,13 +106,14 @@ export async function benchAbuse(options: AbuseOptions): Promise<Record<string, 
 
     const idle: number[] = [];
     const abused: number[] = [];
-    const rounds: Array<{ idle: Sample; underAbuse: Sample }> = [];
+    const rounds: Array<{ idle: Sample; underAbuse: Sample; eventLoopDelayMs: { p50: number; p99: number; max: number } }> = [];
     const outcomes = { completed: 0, errors: {} as Record<string, number> };
-    const delay = monitorEventLoopDelay({ resolution: 5 });
     await sampleLatestPrice(api.url, 1); // warm-up
     for (let r = 0; r < options.rounds; r++) {
       const idleRound = await sampleLatestPrice(api.url, options.seconds);
       let stop = false;
+      // A fresh monitor per round: a re-enabled one would count the idle phase as one long delay.
+      const delay = monitorEventLoopDelay({ resolution: 5 });
       delay.enable();
       const abusers = Array.from({ length: options.clients }, async (_, i) => {
         let n = i;
@@ -126,13 +127,19 @@ export async function benchAbuse(options: AbuseOptions): Promise<Record<string, 
         }
       });
       await new Promise((resolve) => setTimeout(resolve, 1000)); // the abuse is in full swing
+      delay.reset();
       const abusedRound = await sampleLatestPrice(api.url, options.seconds);
       stop = true;
       await Promise.all(abusers);
       delay.disable();
       idle.push(...idleRound);
       abused.push(...abusedRound);
-      rounds.push({ idle: summary(idleRound), underAbuse: summary(abusedRound) });
+      const ms = (ns: number) => round(ns / 1e6, 2);
+      rounds.push({
+        idle: summary(idleRound),
+        underAbuse: summary(abusedRound),
+        eventLoopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) },
+      });
     }
     await api.close();
 
@@ -146,7 +153,10 @@ export async function benchAbuse(options: AbuseOptions): Promise<Record<string, 
         singleRunMs: accepted,
         operationsCompleted: outcomes.completed,
         operationErrors: outcomes.errors,
-        eventLoopDelayUnderAbuseMs: { p50: round(delay.percentile(50) / 1e6, 2), p99: round(delay.percentile(99) / 1e6, 2), max: round(delay.max / 1e6, 2) },
+        worstEventLoopDelayUnderAbuseMs: {
+          p99: Math.max(...rounds.map((r) => r.eventLoopDelayMs.p99)),
+          max: Math.max(...rounds.map((r) => r.eventLoopDelayMs.max)),
+        },
       },
       latestPrice: { idle: summary(idle), underAbuse, rounds },
       target: 'latestPrice p99 under abuse < 100 ms',
