@@ -75,6 +75,27 @@ describe('statement_timeout', () => {
   });
 });
 
+describe('bulk reads have connections of their own', () => {
+  it('answers latestPrice while every bulk connection is busy, and refuses a bulk read that waits too long', async () => {
+    const busy = await startTestApi(t.url, { acquireTimeoutMs: 300 });
+    try {
+      await withChunksLocked(async () => {
+        // both bulk connections wait on the lock (their clients are cut off when the server closes)
+        const blocked = [gql(busy.url, BLOCKED).catch(() => null), gql(busy.url, BLOCKED).catch(() => null)];
+        await waitFor(async () => (await runningOnChunks()) === 2, 10_000, 'both bulk connections blocked');
+        const price = await gql(busy.url, `{ latestPrices { symbol } }`);
+        expect(price.errors).toBeUndefined();
+        const third = await gql(busy.url, BLOCKED);
+        expect(third.errors?.[0]?.extensions?.code).toBe('SERVER_BUSY');
+        await busy.close(); // ends the blocked ones too
+        await Promise.all(blocked);
+      });
+    } finally {
+      await busy.close();
+    }
+  });
+});
+
 describe('cancellation when the client goes away', () => {
   it('cancels the running query when the HTTP request is aborted', async () => {
     await withChunksLocked(async () => {

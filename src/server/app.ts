@@ -44,6 +44,8 @@ export interface ApiOptions {
   statementTimeoutMs?: number;
   /** Lake (DuckDB) reads: concurrency, queue and per-read timeout. */
   lakeReads?: LakeReadGateOptions;
+  /** Longest a query waits for a free connection (default 15 s), then SERVER_BUSY. */
+  acquireTimeoutMs?: number;
   /** Overrides of the operation limits (OPERATION_LIMITS). */
   limits?: Partial<OperationLimits>;
 }
@@ -110,8 +112,11 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
   const origins = new OriginPolicy(security.corsOrigins, host, options.port);
 
   const statementTimeoutMs = options.statementTimeoutMs ?? loadApiStatementTimeoutMs(process.env);
-  const pool = createPool(options.apiUrl, { applicationName: 'lakets-api', max: SHORT_POOL_SIZE, statementTimeoutMs });
-  const bulkPool = createPool(options.apiUrl, { applicationName: 'lakets-api-bulk', max: BULK_POOL_SIZE, statementTimeoutMs });
+  // A query waits at most this long for a connection: a pile-up of bulk reads fails fast as SERVER_BUSY
+  // instead of holding requests (and their clients) indefinitely.
+  const acquireTimeoutMs = options.acquireTimeoutMs ?? 15_000;
+  const pool = createPool(options.apiUrl, { applicationName: 'lakets-api', max: SHORT_POOL_SIZE, statementTimeoutMs, acquireTimeoutMs });
+  const bulkPool = createPool(options.apiUrl, { applicationName: 'lakets-api-bulk', max: BULK_POOL_SIZE, statementTimeoutMs, acquireTimeoutMs });
   const db = createDb(pool);
   const hub = new ListenHub(options.listenUrl, logger, [LVC_CHANNEL, CANDLES_CHANNEL]);
   await hub.start();
@@ -149,6 +154,9 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
           return new GraphQLError(`the query ran longer than ${statementTimeoutMs} ms and was stopped; ask for less (limit, narrower from/to)`, {
             extensions: { code: 'QUERY_TIMEOUT' },
           });
+        }
+        if (original instanceof Error && /timeout exceeded when trying to connect/.test(original.message)) {
+          return new GraphQLError('the server is busy with other reads; retry shortly', { extensions: { code: 'SERVER_BUSY' } });
         }
         return maskError(error, message, isDev);
       },

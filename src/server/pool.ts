@@ -13,6 +13,8 @@ export interface PoolOptions {
    * connection rather than on a role, so it holds whatever DATABASE_API_URL points at.
    */
   statementTimeoutMs?: number;
+  /** Longest a query waits for a free connection before failing (unset: forever). */
+  acquireTimeoutMs?: number;
 }
 
 export function createPool(connectionString: string, options: PoolOptions = {}): pg.Pool {
@@ -21,6 +23,7 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'lakets-api',
     idleTimeoutMillis: 30_000,
+    ...(options.acquireTimeoutMs !== undefined ? { connectionTimeoutMillis: options.acquireTimeoutMs } : {}),
     types: apiTypes,
     // The API speaks UTC (bucket origins, DateTime scalars), and a UTC session's timestamptz text
     // takes apiTypes' fast path whatever the server's default TimeZone is. A SET rather than a
