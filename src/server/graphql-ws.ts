@@ -64,7 +64,20 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
       logger.warn({ origin: req.headers.origin }, 'WebSocket from an origin not in LAKETS_CORS_ORIGINS refused');
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      // A protocol error a client causes (an oversized or malformed frame) makes ws close that socket
+      // (1009, 1002…) and emit 'error', which graphql-ws would print to stderr: any client could
+      // then write to the server's stderr at will. It is logged here, at debug level, instead.
+      const emit = ws.emit.bind(ws);
+      ws.emit = ((event: string | symbol, ...args: unknown[]) => {
+        if (event === 'error') {
+          logger.debug({ err: (args[0] as Error | undefined)?.message }, 'WebSocket protocol error; socket closed');
+          return true;
+        }
+        return emit(event, ...args);
+      }) as typeof ws.emit;
+      wss.emit('connection', ws, req);
+    });
   };
   server.on('upgrade', onUpgrade);
 
