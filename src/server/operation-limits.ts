@@ -194,15 +194,17 @@ export function checkCost(
       schemaCost = result.complexity;
     },
   });
+  // Pricing reads the arguments, so argument values that cannot be read (a bad variable) fail here,
+  // as they would a moment later in execution: the client's error either way.
+  const asInputError = (e: GraphQLError) => new GraphQLError(e.message, { extensions: { code: 'BAD_USER_INPUT', ...e.extensions } });
   let errors: GraphQLError[];
   try {
     errors = [...validate(schema, document, [rule])];
   } catch (err) {
-    // Argument values that cannot be read (a bad variable) fail here before execution would.
-    const message = err instanceof GraphQLError ? err.message : 'the operation cannot be priced';
-    return { cost: 0, errors: [limitError('cost', message)] };
+    if (err instanceof GraphQLError) return { cost: 0, errors: [asInputError(err)] };
+    throw err;
   }
-  if (errors.length) return { cost: 0, errors: errors.map((e) => limitError('cost', e.message)) };
+  if (errors.length) return { cost: 0, errors: errors.map(asInputError) };
   const cost = schemaCost + introspectionCost(document, operation);
   if (cost > limits.maxCost) {
     return {
