@@ -26,6 +26,14 @@ const BENCHES: Record<string, (args: Map<string, string>) => Promise<Record<stri
       ingestRows: Number(args.get('rows') ?? 400_000),
       ingestSeconds: Number(args.get('seconds') ?? 4),
     }),
+  abuse: async (args) =>
+    (await import('./abuse.ts')).benchAbuse({
+      clients: Number(args.get('clients') ?? 20),
+      rounds: Number(args.get('rounds') ?? 3),
+      seconds: Number(args.get('seconds') ?? 5),
+      days: Number(args.get('days') ?? 7),
+      stepSeconds: Number(args.get('step') ?? 20),
+    }),
   lake: async (args) =>
     (await import('./lake.ts')).benchLake({
       rows: Number(args.get('rows') ?? 400_000),

@@ -101,7 +101,7 @@ describe('candles query', () => {
       [`candles(symbol: "AAPL", granularity: MINUTE, from: "2020-01-01T00:00:00Z", to: "2026-01-01T00:00:00Z")`, /more than 10000 minute buckets/],
       [`candles(symbol: "AAPL", granularity: HOUR, limit: 5001)`, /limit must be between 1 and 5000/],
       [`candles(symbol: "AAPL", granularity: DAY, before: "2026-01-01T00:00:00Z", from: "2025-01-01T00:00:00Z")`, /before cannot be combined/],
-      [`candles(symbol: "AAPL", granularity: DAY, from: "yesterday")`, /not a valid ISO-8601/],
+      [`candles(symbol: "AAPL", granularity: DAY, from: "yesterday")`, /not a valid DateTime: expected an ISO-8601 date-time/],
     ];
     for (const [field, message] of cases) {
       const res = await gql(api.url, `{ ${field} { bucket } }`);

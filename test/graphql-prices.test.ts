@@ -102,7 +102,8 @@ describe('GraphQL prices over HTTP', () => {
     let q = 'symbol';
     for (let i = 0; i < 9; i++) q = `__typename ... on Query { latestPrices { symbol asset { ${q} } } }`;
     const res = await gql(api.url, `{ ${q} }`);
-    expect(res.errors?.[0]?.message).toMatch(/levels deep/);
+    expect(res.errors?.[0]?.message).toMatch(/depth limit of 8 exceeded/);
+    expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   });
 });
 

@@ -103,7 +103,7 @@ describe('durability-gated tiering and retention', () => {
   it('serves dropped history from the lake through Query.ticks', async () => {
     const api = await startApi({ apiUrl: t.url, listenUrl: t.url, port: 0, logger, lakeDir: lakeTableDir(config, 'stock_ticks') });
     try {
-      const res = await gql(api.url, `query($f: DateTime, $t: DateTime) { ticks(symbol: "AAPL", from: $f, to: $t, limit: 10000) { time epochMicros price tickId source } }`, {
+      const res = await gql(api.url, `query($f: DateTime, $t: DateTime) { ticks(symbol: "AAPL", from: $f, to: $t, limit: 1000) { time epochMicros price tickId source } }`, {
         f: minute(0).toISOString(),
         t: minute(4).toISOString(),
       });

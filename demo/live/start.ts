@@ -4,6 +4,7 @@ import { loadConfig } from '../../src/server/config.ts';
 import { openDatabase, type DatabaseHandle } from '../../src/server/database.ts';
 import { createLogger } from '../../src/server/logger.ts';
 import { startApi, type ApiServer } from '../../src/server/app.ts';
+import { assertSafeExposure } from '../../src/server/exposure.ts';
 import { Scheduler } from '../../jobs/scheduler.ts';
 import { SCHEDULED_JOBS } from '../../jobs/registry.ts';
 import { partitionManager } from '../../jobs/partition-manager.ts';
@@ -61,11 +62,11 @@ async function shutdown(signal: string): Promise<void> {
   process.exit(0);
 }
 
-/** The database is lost for good (the embedded Postgres cannot be restarted): stop the rest, exit 1. */
-async function fatal(err: Error): Promise<void> {
+/** The database is lost for good (the embedded Postgres cannot be restarted), or the process is in an unknown state: stop the rest, exit 1. */
+async function fatal(err: Error, why = 'database lost; stopping'): Promise<void> {
   if (stopping) return;
   stopping = true;
-  logger.error({ err: err.message }, 'database lost; stopping');
+  logger.error({ err: err.stack ?? err.message }, why);
   await stopAll();
   // The last line a user sees says what went wrong, in one line.
   console.error(`lakets: ${err.message}`);
@@ -74,8 +75,16 @@ async function fatal(err: Error): Promise<void> {
 
 process.on('SIGINT', () => void shutdown('SIGINT'));
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
+// The last line of defence: every request path and job handles its own errors, so a promise
+// rejected with nobody listening is a bug to log, not a reason to stop serving everyone else
+// (Node would end the process). A synchronous throw that escapes to the event loop leaves state
+// unknown: stop in order and exit 1.
+process.on('unhandledRejection', (reason) => logger.error({ err: reason instanceof Error ? reason.stack : String(reason) }, 'unhandled promise rejection'));
+process.on('uncaughtException', (err) => void fatal(err, 'uncaught exception; stopping'));
 
 try {
+  // Refuse an unsafe HOST before anything starts (no Postgres to stop afterwards).
+  assertSafeExposure(config);
   db = await openDatabase(config, logger);
   db.onFatal((err) => void fatal(err));
   scheduler = new Scheduler(db.url, config, logger);
@@ -103,6 +112,8 @@ try {
     routes: vendorRoutes(),
     lakeDir: lakeTableDir(config, 'stock_ticks'),
     health: db.health,
+    security: config.security,
+    statementTimeoutMs: config.apiStatementTimeoutMs,
   });
 
   scheduler.onOutcome((job, outcome) => api?.metrics.observeJob({ job, status: outcome.status, ms: outcome.ms }));

@@ -35,7 +35,11 @@ function fileRoute(file: string): http.RequestListener {
         res.end();
         return;
       }
-      fs.createReadStream(file).pipe(res);
+      // A read error or a client leaving mid-way ends this response only.
+      const stream = fs.createReadStream(file);
+      stream.on('error', () => res.destroy());
+      res.on('close', () => stream.destroy());
+      stream.pipe(res);
     });
   };
 }

@@ -3,6 +3,12 @@ import type { StockAssetsTable } from '../server/db-types.ts';
 import { badInput } from './errors.ts';
 import { builder } from './builder.ts';
 
+/** A client's string inside an error message: shortened, control characters escaped (it may be anything). */
+export function quoteForMessage(value: string, max = 24): string {
+  const short = value.length > max ? `${value.slice(0, max)}…` : value;
+  return JSON.stringify(short);
+}
+
 export type Asset = StockAssetsTable;
 
 export const SYMBOL_PATTERN = /^[A-Z0-9.-]{1,16}$/;
@@ -46,7 +52,7 @@ export class AssetCatalog {
   /** Validates one symbol argument: well-formed and a known asset. */
   async requireSymbol(symbol: string, argument = 'symbol'): Promise<string> {
     if (!SYMBOL_PATTERN.test(symbol)) {
-      throw badInput(`"${symbol}" is not a valid symbol: 1-16 characters of A-Z, 0-9, "." and "-"`, { argument });
+      throw badInput(`${quoteForMessage(symbol)} is not a valid symbol: 1-16 characters of A-Z, 0-9, "." and "-"`, { argument });
     }
     if (!(await this.get(symbol))) throw badInput(`unknown symbol "${symbol}"`, { argument });
     return symbol;
@@ -81,6 +87,7 @@ builder.queryField('assets', (t) =>
   t.field({
     type: [AssetRef],
     description: 'Every reference asset, ordered by symbol.',
+    complexity: { field: 1, multiplier: MAX_SYMBOLS_PER_REQUEST },
     resolve: async (_root, _args, ctx) => [...(await ctx.assets.all()).values()],
   }),
 );

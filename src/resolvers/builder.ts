@@ -1,5 +1,7 @@
 import SchemaBuilder from '@pothos/core';
+import ComplexityPlugin from '@pothos/plugin-complexity';
 import type { ApiContext } from './context.ts';
+import { parseDateTime } from './date-time.ts';
 
 export const builder = new SchemaBuilder<{
   Context: ApiContext;
@@ -7,20 +9,25 @@ export const builder = new SchemaBuilder<{
   Scalars: {
     DateTime: { Input: Date; Output: Date | string };
   };
-}>({ defaultFieldNullability: false });
+}>({
+  defaultFieldNullability: false,
+  plugins: [ComplexityPlugin],
+  complexity: {
+    // Fields declare their cost (src/server/operation-limits.ts checks the budget before execution,
+    // with the variables of the request); a plain field costs 1 and a list without a declared size
+    // multiplies its selection by 10. The plugin's own execution-time check stays off: the API
+    // context is shared, and the check must run before any resolver does.
+    defaultComplexity: 1,
+    defaultListMultiplier: 10,
+    disabled: true,
+  },
+});
 
 builder.scalarType('DateTime', {
-  description: 'An instant in time as an ISO-8601 string in UTC, e.g. "2026-11-24T15:04:05.123Z".',
+  description: 'An instant in time as an ISO-8601 string with a time-zone offset, e.g. "2026-11-24T15:04:05.123Z" (outputs are UTC).',
   serialize: (value) => (value instanceof Date ? value.toISOString() : new Date(value).toISOString()),
   parseValue: (value) => parseDateTime(value),
 });
-
-function parseDateTime(value: unknown): Date {
-  if (typeof value !== 'string' && typeof value !== 'number') throw new TypeError('DateTime must be an ISO-8601 string');
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime())) throw new TypeError(`"${String(value)}" is not a valid ISO-8601 date-time`);
-  return date;
-}
 
 builder.queryType({});
 builder.subscriptionType({});

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type AbortableQueryOptions } from 'kysely';
 import type { Db } from '../server/pool.ts';
 import type { ListenHub } from '../server/listener.ts';
 import { LatestQueue } from '../server/latest-queue.ts';
@@ -49,11 +49,27 @@ function toCandle(symbol: string, r: CandleRow): Candle {
 }
 
 /** Always-current candles of [from, to) by bucket start (lakets.candles / candles_filled). */
-export async function readCandles(db: Db, symbol: string, granularity: Granularity, from: Date, to: Date, fill = false): Promise<Candle[]> {
-  const query = fill
-    ? sql<CandleRow>`SELECT * FROM lakets.candles_filled(${symbol}, ${granularity}, ${from}, ${to})`
-    : sql<CandleRow>`SELECT * FROM lakets.candles(${symbol}, ${granularity}, ${from}, ${to})`;
-  const { rows } = await query.execute(db);
+export async function readCandles(
+  db: Db,
+  symbol: string,
+  granularity: Granularity,
+  from: Date,
+  to: Date,
+  fill = false,
+  options?: AbortableQueryOptions & { limit?: number; keep?: 'first' | 'last' },
+): Promise<Candle[]> {
+  const source = fill
+    ? sql`lakets.candles_filled(${symbol}, ${granularity}, ${from}, ${to})`
+    : sql`lakets.candles(${symbol}, ${granularity}, ${from}, ${to})`;
+  // With a limit, only the bars kept cross the wire: a window of 10,000 buckets asked for one bar
+  // must not make this process parse 10,000 rows.
+  const query =
+    options?.limit === undefined
+      ? sql<CandleRow>`SELECT * FROM ${source} AS c`
+      : options.keep === 'first'
+        ? sql<CandleRow>`SELECT * FROM ${source} AS c ORDER BY c.bucket LIMIT ${options.limit}`
+        : sql<CandleRow>`SELECT * FROM (SELECT * FROM ${source} AS c ORDER BY c.bucket DESC LIMIT ${options.limit}) AS l ORDER BY l.bucket`;
+  const { rows } = await query.execute(db, options);
   return rows.map((r) => toCandle(symbol, r));
 }
 

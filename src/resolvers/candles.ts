@@ -1,9 +1,10 @@
-import { sql } from 'kysely';
+import { sql, type AbortableQueryOptions } from 'kysely';
 import type { Db } from '../server/pool.ts';
 import { builder } from './builder.ts';
 import { badInput } from './errors.ts';
 import { readCandles, type Candle } from './candle-feed.ts';
 import { BUCKET_MS, bucketStart, type Granularity } from './granularity.ts';
+import { cancelWith } from './context.ts';
 
 export const DEFAULT_CANDLE_LIMIT = 500;
 export const MAX_CANDLE_LIMIT = 5000;
@@ -86,9 +87,32 @@ export function candleWindow(
   return { from: new Date(from), to: new Date(to), keep };
 }
 
+/**
+ * The cost of a candles call: the buckets its window spans (what the database aggregates or reads)
+ * plus, for every bar it can return, the fields selected on it.
+ */
+export function candlesCost(args: {
+  granularity: Granularity;
+  from?: Date | null;
+  to?: Date | null;
+  before?: Date | null;
+  limit?: number | null;
+}): { field: number; multiplier: number } {
+  const limit = Math.max(1, Math.min(MAX_CANDLE_LIMIT, args.limit ?? DEFAULT_CANDLE_LIMIT));
+  let buckets = limit;
+  try {
+    const w = candleWindow(args.granularity, { from: args.from, to: args.to, before: args.before, limit });
+    buckets = Math.max(1, Math.ceil((w.to.getTime() - w.from.getTime()) / BUCKET_MS[args.granularity]));
+  } catch {
+    // an invalid window is refused by the resolver before any query; price it by its limit
+  }
+  return { field: buckets, multiplier: Math.min(limit, buckets) };
+}
+
 builder.queryField('candles', (t) =>
   t.field({
     type: [CandleRef],
+    complexity: (args) => candlesCost(args),
     description: [
       'OHLCV candles of a symbol in ascending time, always current (the open bar and late ticks included).',
       '`from` is inclusive and `to` exclusive, both on bucket starts. Without `from`, the `limit` bars ending at `to`',
@@ -110,9 +134,11 @@ builder.queryField('candles', (t) =>
       const limit = args.limit ?? DEFAULT_CANDLE_LIMIT;
       const window = candleWindow(args.granularity, { from: args.from, to: args.to, before: args.before, limit });
       if (window.from.getTime() === window.to.getTime()) return [];
-      const bars = await readCandles(ctx.db, symbol, args.granularity, window.from, window.to, args.fill === 'previous');
-      if (bars.length <= limit) return bars;
-      return window.keep === 'first' ? bars.slice(0, limit) : bars.slice(bars.length - limit);
+      return readCandles(ctx.db, symbol, args.granularity, window.from, window.to, args.fill === 'previous', {
+        ...cancelWith(ctx),
+        limit,
+        keep: window.keep,
+      });
     },
   }),
 );
@@ -141,9 +167,9 @@ export function granularityOfRollup(rollup: string): Granularity | null {
   return GRANULARITY_OF_ROLLUP[rollup] ?? null;
 }
 
-export async function readWatermarks(db: Db): Promise<Watermark[]> {
+export async function readWatermarks(db: Db, options?: AbortableQueryOptions): Promise<Watermark[]> {
   const { rows } = await sql<WatermarkRow>`SELECT name, bucket_interval, watermark, pending_invalidations, last_refresh_at, last_refresh_ms
-                                            FROM lakets.show_rollup_dag()`.execute(db);
+                                            FROM lakets.show_rollup_dag()`.execute(db, options);
   return rows.map((r) => ({
     rollup: r.name,
     granularity: granularityOfRollup(r.name),
@@ -170,7 +196,8 @@ builder.queryField('watermarks', (t) =>
   t.field({
     type: [WatermarkRef],
     description: 'Every rollup in refresh order (minute, hour, day) with its watermark and pending work.',
-    resolve: (_root, _args, ctx) => readWatermarks(ctx.db),
+    complexity: { field: 5, multiplier: 3 },
+    resolve: (_root, _args, ctx) => readWatermarks(ctx.db, cancelWith(ctx)),
   }),
 );
 
@@ -183,6 +210,7 @@ builder.subscriptionField('candleUpdated', (t) =>
       symbol: t.arg.string({ required: true }),
       granularity: t.arg({ type: GranularityEnum, required: true }),
     },
+    complexity: 10,
     subscribe: async (_root, args, ctx) => ctx.candles.subscribe(await ctx.assets.requireSymbol(args.symbol), args.granularity),
     resolve: (candle) => candle,
   }),

@@ -1,5 +1,6 @@
 import { builder } from './builder.ts';
 import type { PipelineStatus } from './pipeline-feed.ts';
+import { publicFailure } from './public-errors.ts';
 
 export interface LakeStatus {
   state: string;
@@ -30,7 +31,11 @@ export const LakeStatusRef = builder.objectRef<LakeStatus>('LakeStatus').impleme
       resolve: (l) => l.slotRetainedBytes,
     }),
     slotLagBytes: t.float({ nullable: true, description: 'How far the sync’s confirmed position trails the server’s WAL.', resolve: (l) => l.slotLagBytes }),
-    error: t.exposeString('error', { nullable: true }),
+    error: t.string({
+      nullable: true,
+      description: 'Why the sync stopped, as a kind; the message itself is in the server log.',
+      resolve: (l) => publicFailure(l.error),
+    }),
   }),
 });
 
@@ -43,6 +48,7 @@ builder.queryField('lake', (t) =>
     type: LakeStatusRef,
     nullable: true,
     description: 'State of the change-feed sync of stock_ticks into the lake; null when sync is not enabled.',
+    complexity: 50,
     resolve: async (_root, _args, ctx) => lakeOf(await ctx.pipeline.read()),
   }),
 );

@@ -1,5 +1,7 @@
 import { builder } from './builder.ts';
 import { badInput } from './errors.ts';
+import { quoteForMessage } from './assets.ts';
+import { cancelWith } from './context.ts';
 import type { ChunksTable } from '../server/db-types.ts';
 import type { Selectable } from 'kysely';
 
@@ -30,6 +32,7 @@ export const PartitionRef = builder.objectRef<ChunkRow>('Partition').implement({
 });
 
 export const MAX_PARTITIONS = 1000;
+const TABLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 builder.queryField('partitions', (t) =>
   t.field({
@@ -40,20 +43,27 @@ builder.queryField('partitions', (t) =>
       status: t.arg({ type: PartitionStatus, required: false }),
       limit: t.arg.int({ required: false, defaultValue: 200 }),
     },
+    complexity: (args) => {
+      const n = Math.max(1, Math.min(MAX_PARTITIONS, args.limit ?? 200));
+      return { field: n, multiplier: n };
+    },
     resolve: async (_root, args, ctx) => {
       const table = args.table ?? 'stock_ticks';
       const limit = args.limit ?? 200;
       if (limit < 1 || limit > MAX_PARTITIONS) throw badInput(`limit must be between 1 and ${MAX_PARTITIONS}`, { argument: 'limit' });
+      // A table name is a Postgres identifier; anything else (a NUL byte, a 1 MB string) is refused
+      // here rather than by the database.
+      if (!TABLE_NAME.test(table)) throw badInput(`${quoteForMessage(table)} is not a table name`, { argument: 'table' });
       const known = await ctx.db
         .selectFrom('lakets.chunks')
         .select('table_name')
         .where('table_name', '=', table)
         .limit(1)
-        .executeTakeFirst();
+        .executeTakeFirst(cancelWith(ctx));
       if (!known && table !== 'stock_ticks') throw badInput(`unknown table "${table}"`, { argument: 'table' });
       let query = ctx.db.selectFrom('lakets.chunks').selectAll().where('table_name', '=', table);
       if (args.status) query = query.where('status', '=', args.status);
-      return query.orderBy('range_start', 'desc').orderBy('generation', 'desc').limit(limit).execute();
+      return query.orderBy('range_start', 'desc').orderBy('generation', 'desc').limit(limit).execute(cancelWith(ctx));
     },
   }),
 );

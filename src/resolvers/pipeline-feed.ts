@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../server/pool.ts';
 import { LatestQueue } from '../server/latest-queue.ts';
 import type { Logger } from '../server/logger.ts';
+import { CachedRead } from '../server/cached-read.ts';
 
 /** The JSON of lakets.pipeline_status() (src/sql/020_pipeline.sql and later redefinitions). */
 export interface PipelineStatus {
@@ -45,15 +46,19 @@ export class PipelineFeed {
   private readonly subscribers = new Set<LatestQueue<PipelineStatus>>();
   private timer: NodeJS.Timeout | undefined;
   private last: PipelineStatus | undefined;
+  /** Query.pipeline and Query.lake: one pipeline_status() per interval whatever the number of clients. */
+  private readonly shared: CachedRead<PipelineStatus>;
 
   constructor(
     private readonly db: Db,
     private readonly logger: Logger,
     private readonly intervalMs = 1000,
-  ) {}
+  ) {
+    this.shared = new CachedRead(() => readPipelineStatus(this.db), intervalMs);
+  }
 
   read(): Promise<PipelineStatus> {
-    return readPipelineStatus(this.db);
+    return this.shared.get();
   }
 
   subscribe(): LatestQueue<PipelineStatus> {

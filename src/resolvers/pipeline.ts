@@ -4,6 +4,8 @@ import { PartitionRef } from './partitions.ts';
 import type { PipelineStatus } from './pipeline-feed.ts';
 import { WatermarkRef, granularityOfRollup } from './candles.ts';
 import { LakeStatusRef, lakeOf } from './lake.ts';
+import { publicFailure } from './public-errors.ts';
+import { cancelWith } from './context.ts';
 
 type JobStatus = PipelineStatus['jobs'][number];
 type PartitionCounts = PipelineStatus['partitions'];
@@ -17,7 +19,11 @@ const JobStatusRef = builder.objectRef<JobStatus>('JobStatus').implement({
     lastFinishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (j) => j.lastFinishedAt }),
     lastDurationMs: t.float({ nullable: true, resolve: (j) => j.lastDurationMs }),
     lastRowsAffected: t.float({ nullable: true, resolve: (j) => j.lastRowsAffected }),
-    lastError: t.string({ nullable: true, resolve: (j) => j.lastError }),
+    lastError: t.string({
+      nullable: true,
+      description: 'Why the last run failed, as a kind ("failed: timed out (details in the server log)"); the message itself is logged by the server.',
+      resolve: (j) => publicFailure(j.lastError),
+    }),
     failuresLastHour: t.int({ resolve: (j) => j.failuresLastHour }),
   }),
 });
@@ -62,7 +68,7 @@ export const PipelineRef = builder.objectRef<PipelineStatus>('Pipeline').impleme
           lastRefreshMs: r.lastRefreshMs,
         })),
     }),
-    jobs: t.field({ type: [JobStatusRef], resolve: (p) => p.jobs }),
+    jobs: t.field({ type: [JobStatusRef], complexity: { field: 1, multiplier: 8 }, resolve: (p) => p.jobs }),
     lake: t.field({
       type: LakeStatusRef,
       nullable: true,
@@ -72,12 +78,17 @@ export const PipelineRef = builder.objectRef<PipelineStatus>('Pipeline').impleme
     latestPrices: t.field({
       type: [PriceRef],
       description: 'The last value cache: latest price of every symbol.',
+      complexity: { field: 100, multiplier: 100 },
       resolve: async (_p, _args, ctx) => ctx.prices.latest([...(await ctx.assets.all()).keys()]),
     }),
     recentPartitions: t.field({
       type: [PartitionRef],
       description: 'The newest chunks (any status) for the lifecycle strip, newest first.',
       args: { limit: t.arg.int({ required: false, defaultValue: 30 }) },
+      complexity: (args) => {
+        const n = Math.min(200, Math.max(1, args.limit ?? 30));
+        return { field: n, multiplier: n };
+      },
       resolve: (_p, args, ctx) =>
         ctx.db
           .selectFrom('lakets.chunks')
@@ -87,7 +98,7 @@ export const PipelineRef = builder.objectRef<PipelineStatus>('Pipeline').impleme
           .orderBy('range_start', 'desc')
           .orderBy('generation', 'desc')
           .limit(Math.min(200, Math.max(1, args.limit ?? 30)))
-          .execute(),
+          .execute(cancelWith(ctx)),
     }),
   }),
 });
@@ -95,7 +106,8 @@ export const PipelineRef = builder.objectRef<PipelineStatus>('Pipeline').impleme
 builder.queryField('pipeline', (t) =>
   t.field({
     type: PipelineRef,
-    description: 'Every signal of the pipeline, computed in one round trip.',
+    description: 'Every signal of the pipeline, computed in one round trip (shared by every client for up to a second).',
+    complexity: 50,
     resolve: (_root, _args, ctx) => ctx.pipeline.read(),
   }),
 );
@@ -104,6 +116,7 @@ builder.subscriptionField('pipelineUpdated', (t) =>
   t.field({
     type: PipelineRef,
     description: 'The pipeline signals at once, then about once a second.',
+    complexity: 50,
     subscribe: (_root, _args, ctx) => ctx.pipeline.subscribe(),
     resolve: (status) => status,
   }),

@@ -1,5 +1,5 @@
 import { builder } from './builder.ts';
-import { AssetRef } from './assets.ts';
+import { AssetRef, MAX_SYMBOLS_PER_REQUEST } from './assets.ts';
 import type { Price } from './price-feed.ts';
 
 export const PriceRef = builder.objectRef<Price>('Price').implement({
@@ -17,6 +17,12 @@ export const PriceRef = builder.objectRef<Price>('Price').implement({
     }),
   }),
 });
+
+/** A list of symbols costs its length (omitted: every symbol, priced as the largest list allowed). */
+function symbolsCost(symbols: readonly string[] | null | undefined): { field: number; multiplier: number } {
+  const n = Math.max(1, symbols ? symbols.length : MAX_SYMBOLS_PER_REQUEST);
+  return { field: n, multiplier: n };
+}
 
 builder.queryField('latestPrice', (t) =>
   t.field({
@@ -36,6 +42,7 @@ builder.queryField('latestPrices', (t) =>
     type: [PriceRef],
     description: 'Latest prices of the given symbols (at most 100), or of every symbol when omitted; symbols without ticks are left out.',
     args: { symbols: t.arg.stringList({ required: false }) },
+    complexity: (args) => symbolsCost(args.symbols),
     resolve: async (_root, args, ctx) => ctx.prices.latest(await ctx.assets.requireSymbols(args.symbols)),
   }),
 );
@@ -46,6 +53,7 @@ builder.subscriptionField('priceUpdated', (t) =>
     description:
       'The current price of each requested symbol at once, then every change. Updates are coalesced per symbol (latest wins) for slow clients. Omit symbols for all of them (at most 100 when given).',
     args: { symbols: t.arg.stringList({ required: false }) },
+    complexity: (args) => symbolsCost(args.symbols),
     subscribe: async (_root, args, ctx) => {
       const symbols = args.symbols ? await ctx.assets.requireSymbols(args.symbols) : null;
       return ctx.prices.subscribe(symbols);

@@ -6,8 +6,10 @@ import { badInput } from './errors.ts';
 import { loadSnapshot } from '../lake/snapshot.ts';
 import { changeFeedCurrentStateSql } from '../lake/change-feed.ts';
 import { filesForRange } from '../lake/fingerprint.ts';
-import { queryRows } from '../lake/duckdb.ts';
+import { toPlainRow } from '../lake/duckdb-values.ts';
+import type { LakeReadGate } from '../lake/read-gate.ts';
 import { quoteLiteral } from '../lake/sql.ts';
+import { cancelWith } from './context.ts';
 
 export const DEFAULT_TICK_LIMIT = 1000;
 export const MAX_TICK_LIMIT = 10_000;
@@ -69,6 +71,12 @@ builder.queryField('ticks', (t) =>
       to: t.arg({ type: 'DateTime', required: false }),
       limit: t.arg.int({ required: false, defaultValue: DEFAULT_TICK_LIMIT }),
     },
+    // Every tick it can return is read (from Postgres, or the lake for dropped chunks) and then
+    // returned with the fields selected on it.
+    complexity: (args) => {
+      const limit = Math.max(1, Math.min(MAX_TICK_LIMIT, args.limit ?? DEFAULT_TICK_LIMIT));
+      return { field: limit, multiplier: limit };
+    },
     resolve: async (_root, args, ctx) => {
       const symbol = await ctx.assets.requireSymbol(args.symbol);
       const limit = args.limit ?? DEFAULT_TICK_LIMIT;
@@ -82,9 +90,8 @@ builder.queryField('ticks', (t) =>
       const { rows } = await sql<PgTickRow>`
         SELECT symbol, to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS time, price, volume, tick_id::text AS tick_id
           FROM stock_ticks WHERE symbol = ${symbol} AND time >= ${from} AND time < ${to}
-         ORDER BY time, tick_id LIMIT ${limit}`.execute(ctx.db);
-      const ticks = new Map<string, RawTick>();
-      for (const r of rows) ticks.set(r.tick_id, { symbol, time: r.time, price: r.price, volume: r.volume, tickId: r.tick_id, source: 'postgres' });
+         ORDER BY time, tick_id LIMIT ${limit}`.execute(ctx.db, cancelWith(ctx));
+      const resident = rows.map((r): RawTick => ({ symbol, time: r.time, price: r.price, volume: r.volume, tickId: r.tick_id, source: 'postgres' }));
 
       const dropped = await ctx.db
         .selectFrom('lakets.chunks')
@@ -93,28 +100,31 @@ builder.queryField('ticks', (t) =>
         .where('status', '=', 'dropped')
         .where('range_start', '<', to)
         .where('range_end', '>', from)
-        .execute();
-      if (dropped.length > 0 && ctx.lakeDir && fs.existsSync(path.join(ctx.lakeDir, '_delta_log'))) {
-        for (const lakeTick of await readLakeTicks(ctx.lakeDir, symbol, from, to, dropped, limit)) {
-          if (!ticks.has(lakeTick.tickId)) ticks.set(lakeTick.tickId, lakeTick);
-        }
+        .execute(cancelWith(ctx));
+      // Postgres already returns resident ticks in order; only a merge with the lake needs a sort.
+      if (dropped.length === 0 || !ctx.lakeDir || !fs.existsSync(path.join(ctx.lakeDir, '_delta_log'))) return resident;
+      const lake = { dir: ctx.lakeDir, gate: ctx.lakeReads, signal: ctx.signal };
+      const ticks = new Map<string, RawTick>(resident.map((t) => [t.tickId, t]));
+      for (const lakeTick of await readLakeTicks(lake, symbol, from, to, dropped, limit)) {
+        if (!ticks.has(lakeTick.tickId)) ticks.set(lakeTick.tickId, lakeTick);
       }
-      return [...ticks.values()]
-        .sort((a, b) => isoToMicros(a.time) - isoToMicros(b.time) || Number(BigInt(a.tickId) - BigInt(b.tickId)))
-        .slice(0, limit);
+      // Sort keys computed once per tick, not once per comparison.
+      const keyed = [...ticks.values()].map((t) => ({ t, micros: isoToMicros(t.time), id: BigInt(t.tickId) }));
+      keyed.sort((a, b) => a.micros - b.micros || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return keyed.slice(0, limit).map((k) => k.t);
     },
   }),
 );
 
 async function readLakeTicks(
-  lakeDir: string,
+  lake: { dir: string; gate: LakeReadGate; signal: AbortSignal },
   symbol: string,
   from: Date,
   to: Date,
   dropped: Array<{ range_start: Date; range_end: Date }>,
   limit: number,
 ): Promise<RawTick[]> {
-  const snapshot = await loadSnapshot(lakeDir);
+  const snapshot = await loadSnapshot(lake.dir);
   const ranges = dropped.map((d) => {
     const lo = new Date(Math.max(from.getTime(), d.range_start.getTime())).toISOString();
     const hi = new Date(Math.min(to.getTime(), d.range_end.getTime())).toISOString();
@@ -122,11 +132,11 @@ async function readLakeTicks(
   });
   const where = `symbol = ${quoteLiteral(symbol)} AND (${ranges.join(' OR ')})`;
   const pruned = filesForRange(snapshot, from, to, { timeColumn: 'time', dayPartitionColumn: 'date' });
-  const rows = await queryRows(
-    `SELECT symbol, strftime("time" AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS time, price, volume, tick_id::VARCHAR AS tick_id
+  const query = `SELECT symbol, strftime("time" AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS time, price, volume, tick_id::VARCHAR AS tick_id
        FROM (${changeFeedCurrentStateSql(pruned, { where })}) AS s
-      ORDER BY "time", tick_id LIMIT ${Number(limit)}`,
-  );
+      ORDER BY "time", tick_id LIMIT ${Number(limit)}`;
+  // Through the lake read gate: reads take turns on DuckDB, so clients cannot stall the sync.
+  const rows = await lake.gate.run(lake.signal, async (connection) => (await connection.runAndReadAll(query)).getRowObjects().map(toPlainRow));
   return rows.map((r) => ({
     symbol: String(r.symbol),
     time: String(r.time),

@@ -1,22 +1,29 @@
-import fs from 'node:fs';
-import http from 'node:http';
-import path from 'node:path';
+import crypto from 'node:crypto';
+import type http from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createYoga, type Plugin } from 'graphql-yoga';
-import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
+import { GraphQLError } from 'graphql';
+import { createYoga, maskError, useErrorHandler, useExecutionCancellation, shouldRenderGraphiQL } from 'graphql-yoga';
 import type pg from 'pg';
 import { buildSchema } from '../resolvers/schema.ts';
 import { AssetCatalog } from '../resolvers/assets.ts';
 import { PriceFeed, LVC_CHANNEL } from '../resolvers/price-feed.ts';
 import { PipelineFeed } from '../resolvers/pipeline-feed.ts';
 import { CandleFeed, CANDLES_CHANNEL } from '../resolvers/candle-feed.ts';
-import type { ApiContext } from '../resolvers/context.ts';
+import type { ApiContext, ApiServices } from '../resolvers/context.ts';
+import { LakeReadGate, DEFAULT_LAKE_READ_GATE, type LakeReadGateOptions } from '../lake/read-gate.ts';
 import { createDb, createPool } from './pool.ts';
 import { ListenHub } from './listener.ts';
-import { depthLimitRule } from './depth-limit.ts';
 import { Metrics } from './metrics.ts';
 import type { Logger } from './logger.ts';
+import { loadApiStatementTimeoutMs, loadSecurityConfig, type SecurityConfig } from './config.ts';
+import { assertSafeExposure, isLoopbackHost, isWildcardHost, OriginPolicy } from './exposure.ts';
+import { Authenticator } from './auth.ts';
+import { operationLimitsPlugin, OPERATION_LIMITS, type OperationLimits } from './operation-limits.ts';
+import { GRAPHIQL_OPTIONS, renderGraphiQLOnce } from './graphiql.ts';
+import { attachGraphqlWs } from './graphql-ws.ts';
+import { serveStatic } from './static-files.ts';
+import { BodyTooLargeError, readBody } from './request-body.ts';
 
 export interface ApiOptions {
   /** Connection for queries (may be a read-only role: DATABASE_API_URL). */
@@ -26,11 +33,21 @@ export interface ApiOptions {
   port: number;
   host?: string;
   logger: Logger;
-  /** Extra routes served before GraphQL (dashboard, metrics). */
+  /** Extra routes served before GraphQL (dashboard's vendor files). Public: they must hold no data. */
   routes?: Record<string, http.RequestListener>;
   staticDir?: string;
   /** The lake table of stock_ticks (LAKETS_DATA_DIR/lake/stock_ticks), for cross-tier reads. */
   lakeDir?: string;
+  /** Authentication and allowed origins; unset: read from the environment (loadSecurityConfig). */
+  security?: SecurityConfig;
+  /** statement_timeout of the API's sessions; unset: LAKETS_API_STATEMENT_TIMEOUT_MS or 10 s. */
+  statementTimeoutMs?: number;
+  /** Lake (DuckDB) reads: concurrency, queue and per-read timeout. */
+  lakeReads?: LakeReadGateOptions;
+  /** Longest a query waits for a free connection (default 15 s), then SERVER_BUSY. */
+  acquireTimeoutMs?: number;
+  /** Overrides of the operation limits (OPERATION_LIMITS). */
+  limits?: Partial<OperationLimits>;
   /** The database's state for /health (503 when not ok); without it /health only says the process is up. */
   health?: () => { ok: boolean } & Record<string, unknown>;
 }
@@ -40,137 +57,266 @@ export interface ApiServer {
   port: number;
   server: http.Server;
   hub: ListenHub;
+  /** Short reads (latest prices, assets, pipeline status). */
   pool: pg.Pool;
-  context: ApiContext;
+  /** Bulk reads (candles, ticks, partitions). */
+  bulkPool: pg.Pool;
+  services: ApiServices;
   metrics: Metrics;
+  origins: OriginPolicy;
   close(): Promise<void>;
 }
 
-export const MAX_QUERY_DEPTH = 8;
+export const MAX_QUERY_DEPTH = OPERATION_LIMITS.maxDepth;
+/** A GraphQL request is a few kilobytes; this leaves room for long variable lists and nothing more. */
+export const MAX_BODY_BYTES = 100 * 1024;
+export const MAX_WS_OPERATIONS_PER_CONNECTION = 50;
+// Connections: short reads never wait behind bulk ones (20 clients asking for 5,000 candles each
+// must not delay anyone's latestPrice), and bulk reads are few enough at once to leave CPU.
+const SHORT_POOL_SIZE = 6;
+const BULK_POOL_SIZE = 2;
 
-const depthLimit: Plugin = {
-  onValidate({ addValidationRule }) {
-    addValidationRule(depthLimitRule(MAX_QUERY_DEPTH));
-  },
-};
+const GRAPHQL_PATH = '/graphql';
 
-const STATIC_TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.png': 'image/png',
-  '.svg': 'image/svg+xml',
-};
+function json(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });
+  res.end(JSON.stringify(body));
+}
 
-function serveStatic(root: string, urlPath: string, res: http.ServerResponse): boolean {
-  const rel = urlPath === '/' ? 'index.html' : decodeURIComponent(urlPath).replace(/^\/+/, '');
-  const file = path.resolve(root, rel);
-  if (!file.startsWith(path.resolve(root) + path.sep)) return false;
-  const type = STATIC_TYPES[path.extname(file)];
-  if (!type || !fs.existsSync(file) || !fs.statSync(file).isFile()) return false;
-  res.writeHead(200, { 'content-type': type, 'cache-control': 'no-cache' });
-  fs.createReadStream(file).pipe(res);
+function graphqlError(res: http.ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  json(res, status, { errors: [{ message, extensions: { code } }] }, headers);
+}
+
+/** An error that is not a deliberate GraphQLError (ours or graphql-js's) is a bug or an outage: it is logged. */
+function isUnexpected(error: unknown): boolean {
+  let e: unknown = error;
+  while (e instanceof GraphQLError) {
+    if (!e.originalError) return false;
+    e = e.originalError;
+  }
   return true;
+}
+
+export function newRequestId(): string {
+  return crypto.randomUUID();
 }
 
 export async function startApi(options: ApiOptions): Promise<ApiServer> {
   const { logger } = options;
-  const pool = createPool(options.apiUrl, { applicationName: 'lakets-api' });
+  const host = options.host ?? '127.0.0.1';
+  const security = options.security ?? loadSecurityConfig(process.env);
+  assertSafeExposure({ host, security });
+  const auth = new Authenticator(security);
+  const origins = new OriginPolicy(security.corsOrigins, host, options.port);
+
+  const statementTimeoutMs = options.statementTimeoutMs ?? loadApiStatementTimeoutMs(process.env);
+  // A query waits at most this long for a connection: a pile-up of bulk reads fails fast as SERVER_BUSY
+  // instead of holding requests (and their clients) indefinitely.
+  const acquireTimeoutMs = options.acquireTimeoutMs ?? 15_000;
+  const pool = createPool(options.apiUrl, { applicationName: 'lakets-api', max: SHORT_POOL_SIZE, statementTimeoutMs, acquireTimeoutMs });
+  const bulkPool = createPool(options.apiUrl, { applicationName: 'lakets-api-bulk', max: BULK_POOL_SIZE, statementTimeoutMs, acquireTimeoutMs });
   const db = createDb(pool);
   const hub = new ListenHub(options.listenUrl, logger, [LVC_CHANNEL, CANDLES_CHANNEL]);
   await hub.start();
-  const context: ApiContext = {
-    db,
+  const services: ApiServices = {
+    db: createDb(bulkPool),
     assets: new AssetCatalog(db),
     prices: new PriceFeed(db, hub, logger),
     pipeline: new PipelineFeed(db, logger),
     candles: new CandleFeed(db, hub, logger),
+    lakeReads: new LakeReadGate(options.lakeReads ?? DEFAULT_LAKE_READ_GATE),
+    logger,
     ...(options.lakeDir ? { lakeDir: options.lakeDir } : {}),
   };
 
   const metrics = new Metrics(db, logger);
-  const routes: Record<string, http.RequestListener> = { '/metrics': metrics.handler, ...options.routes };
+  const routes: Record<string, http.RequestListener> = { ...options.routes };
 
-  const yoga = createYoga({
+  const yoga = createYoga<{ requestId?: string; signal?: AbortSignal }, ApiContext>({
     schema: buildSchema(),
-    context: () => context,
-    graphqlEndpoint: '/graphql',
-    graphiql: { subscriptionsProtocol: 'WS', title: 'LakeTS Live' },
-    maskedErrors: true,
-    logging: false,
-    plugins: [depthLimit],
+    context: (initial): ApiContext => ({
+      ...services,
+      requestId: initial.requestId ?? newRequestId(),
+      signal: initial.signal ?? initial.request.signal,
+    }),
+    graphqlEndpoint: GRAPHQL_PATH,
+    graphiql: GRAPHIQL_OPTIONS,
+    renderGraphiQL: renderGraphiQLOnce,
+    landingPage: false,
+    multipart: false,
+    maskedErrors: {
+      maskError: (error, message, isDev) => {
+        // A statement stopped by statement_timeout is the client's to narrow, not a hidden fault.
+        const original = error instanceof GraphQLError ? error.originalError : error;
+        if (original && (original as { code?: string }).code === '57014' && /statement timeout/.test((original as Error).message)) {
+          return new GraphQLError(`the query ran longer than ${statementTimeoutMs} ms and was stopped; ask for less (limit, narrower from/to)`, {
+            extensions: { code: 'QUERY_TIMEOUT' },
+          });
+        }
+        if (original instanceof Error && /timeout exceeded when trying to connect/.test(original.message)) {
+          return new GraphQLError('the server is busy with other reads; retry shortly', { extensions: { code: 'SERVER_BUSY' } });
+        }
+        return maskError(error, message, isDev);
+      },
+    },
+    logging: {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (...args: unknown[]) => logger.warn({ yoga: args.map(String) }, 'graphql-yoga warning'),
+      // Yoga logs every error it masks, without the request: the error handler below logs them with it.
+      error: (...args: unknown[]) => logger.debug({ yoga: args.map((a) => (a instanceof Error ? a.stack : String(a))) }, 'graphql-yoga error'),
+    },
+    cors: (request) => {
+      const origin = request.headers.get('origin');
+      if (!origin || !origins.allows(origin)) return false;
+      return {
+        origin: [origin],
+        credentials: true,
+        methods: ['GET', 'POST'],
+        allowedHeaders: ['authorization', 'content-type', 'accept'],
+        maxAge: 600,
+      };
+    },
+    plugins: [
+      operationLimitsPlugin({ ...OPERATION_LIMITS, ...options.limits }),
+      useExecutionCancellation(),
+      useErrorHandler(({ errors, context, phase }) => {
+        // For execution errors envelop passes the execution arguments, whose contextValue is ours.
+        const ctx = (phase === 'execution' ? (context as { contextValue?: unknown }).contextValue : context) as Partial<ApiContext>;
+        for (const error of errors) {
+          if (!isUnexpected(error)) continue;
+          if (ctx.signal?.aborted) continue; // the client went away: its cancelled query is no error
+          const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
+          logger.error({ requestId: ctx.requestId, phase, err: original }, 'internal error in a GraphQL operation');
+        }
+      }),
+    ],
   });
 
-  const json = (res: http.ServerResponse, status: number, body: unknown) => {
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body));
+  const requireAuth = async (req: http.IncomingMessage, res: http.ServerResponse, plain = false): Promise<boolean> => {
+    const result = await auth.verify(req.headers.authorization);
+    if (result.ok) return true;
+    const headers = { 'www-authenticate': 'Bearer realm="lakets"' };
+    const message = `authentication required: send "Authorization: Bearer <token>" (${result.reason})`;
+    if (plain) {
+      res.writeHead(401, { 'content-type': 'text/plain; charset=utf-8', ...headers });
+      res.end(message + '\n');
+    } else {
+      graphqlError(res, 401, 'UNAUTHENTICATED', message, headers);
+    }
+    return false;
   };
 
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname === '/health') {
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse, requestId: string): Promise<void> => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      return json(res, 400, { error: 'malformed request URL' });
+    }
+    const path = url.pathname;
+    if (!origins.allowsHost(req.headers.host)) return json(res, 421, { error: 'this server answers to loopback host names only' });
+    if (path === '/health') {
       const health = options.health?.() ?? { ok: true };
       return json(res, health.ok ? 200 : 503, { status: health.ok ? 'ok' : 'unavailable', ...health });
     }
-    if (url.pathname === '/ready') {
-      void pool.query('SELECT 1').then(
-        () =>
-          hub.connected
-            ? json(res, 200, { status: 'ready' })
-            : json(res, 503, { status: 'not ready', reason: 'listener reconnecting' }),
-        (err: Error) => json(res, 503, { status: 'not ready', reason: err.message }),
-      );
+    if (path === '/ready') {
+      try {
+        await pool.query('SELECT 1');
+      } catch (err) {
+        logger.warn({ requestId, err: (err as Error).message }, 'readiness check: database not reachable');
+        return json(res, 503, { status: 'not ready', reason: 'database not reachable' });
+      }
+      return hub.connected ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'not ready', reason: 'listener reconnecting' });
+    }
+    if (path === '/metrics') {
+      if (!(await requireAuth(req, res, true))) return;
+      return metrics.handler(req, res);
+    }
+    const route = routes[path];
+    if (route) return route(req, res);
+    if (path === GRAPHQL_PATH || path === `${GRAPHQL_PATH}/`) {
+      if (!origins.allows(req.headers.origin)) {
+        return graphqlError(res, 403, 'FORBIDDEN', `origin ${JSON.stringify(req.headers.origin)} is not allowed (LAKETS_CORS_ORIGINS)`);
+      }
+      const method = req.method ?? 'GET';
+      // The GraphiQL page holds no data: it loads without a token, and sends the one typed in its Headers tab.
+      const graphiqlPage = shouldRenderGraphiQL({ method, headers: new Headers({ accept: String(req.headers.accept ?? '') }) } as Request);
+      if (method !== 'OPTIONS' && !graphiqlPage && !(await requireAuth(req, res))) return;
+      if (method === 'POST') {
+        try {
+          (req as http.IncomingMessage & { body?: Buffer }).body = await readBody(req, MAX_BODY_BYTES);
+        } catch (err) {
+          if (err instanceof BodyTooLargeError) {
+            return graphqlError(res, 413, 'BAD_USER_INPUT', `request body larger than ${MAX_BODY_BYTES} bytes`, { connection: 'close' });
+          }
+          return; // the client went away mid-body: nobody to answer
+        }
+      }
+      await yoga.handle(req, res, { requestId });
       return;
     }
-    const route = routes[url.pathname];
-    if (route) return route(req, res);
-    if (options.staticDir && req.method === 'GET' && serveStatic(options.staticDir, url.pathname, res)) return;
-    void yoga.handle(req, res);
+    if (options.staticDir && (req.method === 'GET' || req.method === 'HEAD')) {
+      const outcome = await serveStatic(options.staticDir, path, req, res);
+      if (outcome === 'served') return;
+      if (outcome === 'bad-request') return json(res, 400, { error: 'malformed URL path' });
+    }
+    return json(res, 404, { error: 'not found' });
+  };
+
+  const server = createServer((req, res) => {
+    const requestId = newRequestId();
+    res.setHeader('x-request-id', requestId);
+    handle(req, res, requestId).catch((err: unknown) => {
+      // Every path answers its own errors; this is the backstop for the unexpected: logged, 500, serving on.
+      logger.error({ requestId, method: req.method, url: req.url?.slice(0, 200), err }, 'unexpected error while handling a request');
+      json(res, 500, { error: 'internal error', requestId });
+    });
   });
 
-  // graphql-ws on the same port and path as HTTP, executing through yoga's envelop so both
-  // transports share the schema, validation rules and error masking.
-  const wss = new WebSocketServer({ server, path: '/graphql' });
-  const wsServer = useServer(
-    {
-      execute: (args: any) => args.rootValue.execute(args),
-      subscribe: (args: any) => args.rootValue.subscribe(args),
-      onSubscribe: async (ctx, _id, payload) => {
-        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          socket: ctx.extra.socket,
-          params: payload,
-        });
-        let document;
-        try {
-          document = parse(payload.query);
-        } catch (err) {
-          return [err as any];
-        }
-        const args = {
-          schema,
-          operationName: payload.operationName,
-          document,
-          variableValues: payload.variables,
-          contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
-        };
-        const errors = validate(args.schema, args.document);
-        if (errors.length) return errors;
-        return args;
-      },
-    },
-    wss,
-  );
+  // A request (headers and body) must arrive within these; responses (SSE streams) are not bound by them.
+  server.headersTimeout = 15_000;
+  server.requestTimeout = 30_000;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
+  const ws = attachGraphqlWs({
+    server,
+    path: GRAPHQL_PATH,
+    yoga,
+    auth,
+    origins,
+    logger,
+    newRequestId,
+    maxPayloadBytes: MAX_BODY_BYTES,
+    maxOperationsPerConnection: MAX_WS_OPERATIONS_PER_CONNECTION,
   });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, host, () => resolve());
+    });
+  } catch (err) {
+    // e.g. the port is taken: leave nothing open behind the error
+    services.prices.close();
+    services.candles.close();
+    await ws.dispose().catch(() => undefined);
+    await hub.close().catch(() => undefined);
+    await Promise.all([pool.end(), bulkPool.end()]).catch(() => undefined);
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${options.host ?? '127.0.0.1'}:${port}`;
+  origins.bound(host, port);
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (!isLoopbackHost(host)) {
+    if (!auth.enabled) logger.warn({ host }, 'serving the network WITHOUT authentication (LAKETS_ALLOW_ANONYMOUS=true)');
+    if (!security.corsOrigins && isWildcardHost(host)) {
+      logger.warn({ origins: origins.origins }, 'browsers on other machines need their origin in LAKETS_CORS_ORIGINS');
+    }
+  }
 
   let closing: Promise<void> | undefined;
   return {
@@ -179,19 +325,20 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     server,
     hub,
     pool,
-    context,
+    bulkPool,
+    services,
     metrics,
+    origins,
     close() {
       closing ??= (async () => {
-        context.prices.close();
-        context.pipeline.close();
-        context.candles.close();
-        await wsServer.dispose();
-        await new Promise<void>((resolve) => wss.close(() => resolve()));
+        services.prices.close();
+        services.pipeline.close();
+        services.candles.close();
+        await ws.dispose();
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await hub.close();
-        await pool.end();
+        await Promise.all([pool.end(), bulkPool.end()]);
       })();
       return closing;
     },

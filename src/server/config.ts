@@ -28,16 +28,43 @@ export interface Config {
   maxFutureSkew: string;
   /** Longest a change waits before the sync commits it to the lake (DESIGN §11.7: ≈10 s in production). */
   cdfBatchMs: number;
-  /** statement_timeout of the embedded server's read-only API role. */
-  apiStatementTimeoutMs: number;
   /** CONNECTION LIMIT of the embedded server's read-only API role. */
   apiConnectionLimit: number;
+  /** Who may call the API and from which browser origins. */
+  security: SecurityConfig;
+  /**
+   * statement_timeout of every API session, in milliseconds: no client request holds a backend
+   * longer. Set on the API pool's sessions (so it holds with DATABASE_URL too) and, on the
+   * embedded server, as the read-only API role's default.
+   */
+  apiStatementTimeoutMs: number;
+}
+
+/** JWT verification (jose): a shared HS256 secret or a PEM public key, with optional issuer/audience. */
+export interface JwtConfig {
+  secret?: string;
+  publicKey?: string;
+  issuer?: string;
+  audience?: string;
+}
+
+export interface SecurityConfig {
+  /** Bearer tokens accepted by the API (LAKETS_API_TOKENS); empty with no JWT means no authentication. */
+  apiTokens: string[];
+  jwt?: JwtConfig;
+  /** Browser origins allowed by CORS and the WebSocket Origin check; unset means the server's own origin. */
+  corsOrigins?: string[];
+  /** Serve without authentication on a non-loopback HOST (LAKETS_ALLOW_ANONYMOUS=true). */
+  allowAnonymous: boolean;
 }
 
 const PROFILES: Record<Config['profile'], Policy> = {
   demo: { chunkInterval: '1 minute', tierAfter: '3 minutes', dropAfter: '6 minutes' },
   production: { chunkInterval: '1 day', tierAfter: '7 days', dropAfter: '30 days' },
 };
+
+/** Longest one API statement may run: far above any legitimate read (candles over a day take milliseconds). */
+export const DEFAULT_API_STATEMENT_TIMEOUT_MS = 10_000;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -60,6 +87,70 @@ function intervalEnv(env: NodeJS.ProcessEnv, name: string, fallback: string): st
   if (raw === undefined || raw === '') return fallback;
   if (!/^[0-9a-z :.]+$/i.test(raw)) throw new ConfigError(`${name} must be a Postgres interval such as "5 minutes", got "${raw}"`);
   return raw;
+}
+
+function listEnv(env: NodeJS.ProcessEnv, name: string): string[] {
+  return (env[name] ?? '')
+    .split(',')
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
+}
+
+function boolEnv(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = (env[name] ?? '').trim().toLowerCase();
+  if (raw === '' || raw === 'false' || raw === '0' || raw === 'no') return false;
+  if (raw === 'true' || raw === '1' || raw === 'yes') return true;
+  throw new ConfigError(`${name} must be "true" or "false", got "${env[name]}"`);
+}
+
+// Short tokens and secrets can be guessed; refusing them at start-up is cheaper than a breach.
+const MIN_TOKEN_LENGTH = 16;
+const MIN_JWT_SECRET_LENGTH = 32;
+
+/** The security part of the configuration (also read on its own by startApi when not given). */
+export function loadSecurityConfig(env: NodeJS.ProcessEnv = process.env): SecurityConfig {
+  const apiTokens = listEnv(env, 'LAKETS_API_TOKENS');
+  for (const token of apiTokens) {
+    if (token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
+      throw new ConfigError(`LAKETS_API_TOKENS: every token needs at least ${MIN_TOKEN_LENGTH} characters and no spaces`);
+    }
+  }
+  const secret = env.LAKETS_JWT_SECRET || undefined;
+  const publicKey = env.LAKETS_JWT_PUBLIC_KEY || undefined;
+  if (secret && publicKey) throw new ConfigError('set LAKETS_JWT_SECRET or LAKETS_JWT_PUBLIC_KEY, not both');
+  if (secret && secret.length < MIN_JWT_SECRET_LENGTH) {
+    throw new ConfigError(`LAKETS_JWT_SECRET needs at least ${MIN_JWT_SECRET_LENGTH} characters`);
+  }
+  const issuer = env.LAKETS_JWT_ISSUER || undefined;
+  const audience = env.LAKETS_JWT_AUDIENCE || undefined;
+  if ((issuer || audience) && !secret && !publicKey) {
+    throw new ConfigError('LAKETS_JWT_ISSUER / LAKETS_JWT_AUDIENCE need LAKETS_JWT_SECRET or LAKETS_JWT_PUBLIC_KEY');
+  }
+  const corsOrigins = listEnv(env, 'LAKETS_CORS_ORIGINS');
+  for (const origin of corsOrigins) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || parsed.origin !== origin.replace(/\/$/, '') || !/^https?:$/.test(parsed.protocol)) {
+      throw new ConfigError(`LAKETS_CORS_ORIGINS: "${origin}" is not an origin such as https://dashboard.example.com:8443`);
+    }
+  }
+  return {
+    apiTokens,
+    ...(secret || publicKey
+      ? { jwt: { ...(secret ? { secret } : {}), ...(publicKey ? { publicKey } : {}), ...(issuer ? { issuer } : {}), ...(audience ? { audience } : {}) } }
+      : {}),
+    ...(corsOrigins.length ? { corsOrigins: corsOrigins.map((o) => o.replace(/\/$/, '')) } : {}),
+    allowAnonymous: boolEnv(env, 'LAKETS_ALLOW_ANONYMOUS'),
+  };
+}
+
+/** LAKETS_API_STATEMENT_TIMEOUT_MS (also read on its own by startApi when not given). */
+export function loadApiStatementTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  return intEnv(env, 'LAKETS_API_STATEMENT_TIMEOUT_MS', DEFAULT_API_STATEMENT_TIMEOUT_MS, 100, 3_600_000);
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -89,7 +180,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.LOG_LEVEL || 'info',
     maxFutureSkew: intervalEnv(env, 'LAKETS_MAX_FUTURE_SKEW', '5 minutes'),
     cdfBatchMs: intEnv(env, 'LAKETS_CDF_BATCH_MS', profileName === 'demo' ? 3_000 : 10_000, 50, 600_000),
-    apiStatementTimeoutMs: intEnv(env, 'LAKETS_API_STATEMENT_TIMEOUT_MS', 10_000, 100, 3_600_000),
     apiConnectionLimit: intEnv(env, 'LAKETS_API_CONNECTION_LIMIT', 20, 2, 1_000),
+    security: loadSecurityConfig(env),
+    apiStatementTimeoutMs: loadApiStatementTimeoutMs(env),
   };
 }

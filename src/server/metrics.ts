@@ -1,8 +1,12 @@
 import type http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Db } from './pool.ts';
-import { readPipelineStatus } from '../resolvers/pipeline-feed.ts';
+import { readPipelineStatus, type PipelineStatus } from '../resolvers/pipeline-feed.ts';
 import type { Logger } from './logger.ts';
+import { CachedRead } from './cached-read.ts';
+
+/** How long a scrape's pipeline figures are reused: one pipeline_status() per period whatever the number of scrapers. */
+export const METRICS_CACHE_MS = 5_000;
 
 export interface JobObservation {
   job: string;
@@ -11,8 +15,9 @@ export interface JobObservation {
 }
 
 /**
- * /metrics in Prometheus text format: the pipeline signals (read from lakets.pipeline_status() at
- * scrape time, so they are the database's truth) plus the job runs of this process.
+ * /metrics in Prometheus text format: the pipeline signals (read from lakets.pipeline_status(), so
+ * they are the database's truth, at most METRICS_CACHE_MS old; concurrent scrapes share one read)
+ * plus the job runs of this process.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -40,11 +45,15 @@ export class Metrics {
   /** Extra gauges set at scrape time from the pipeline status (lake, rollups) by later slices. */
   private readonly extra: Array<(status: Record<string, unknown>) => void> = [];
 
+  private readonly status: CachedRead<PipelineStatus>;
+
   constructor(
-    private readonly db: Db,
+    db: Db,
     private readonly logger: Logger,
+    cacheMs = METRICS_CACHE_MS,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'lakets_process_' });
+    this.status = new CachedRead(() => readPipelineStatus(db), cacheMs);
   }
 
   observeJob(o: JobObservation): void {
@@ -71,7 +80,7 @@ export class Metrics {
   };
 
   async render(): Promise<string> {
-    const s = await readPipelineStatus(this.db);
+    const s = await this.status.get();
     this.ticksLastMinute.set(s.ticksLastMinute);
     for (const status of ['active', 'tiered', 'dropped'] as const) this.partitions.set({ status }, s.partitions[status]);
     this.defaultRows.set(s.defaultPartitionRows);

@@ -8,6 +8,13 @@ export type Db = Kysely<Database>;
 export interface PoolOptions {
   max?: number;
   applicationName?: string;
+  /**
+   * statement_timeout of every session of this pool, in ms (unset: the server's). Set on each
+   * connection rather than on a role, so it holds whatever DATABASE_API_URL points at.
+   */
+  statementTimeoutMs?: number;
+  /** Longest a query waits for a free connection before failing (unset: forever). */
+  acquireTimeoutMs?: number;
 }
 
 export function createPool(connectionString: string, options: PoolOptions = {}): pg.Pool {
@@ -16,12 +23,16 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'lakets-api',
     idleTimeoutMillis: 30_000,
+    ...(options.acquireTimeoutMs !== undefined ? { connectionTimeoutMillis: options.acquireTimeoutMs } : {}),
     types: apiTypes,
     // The API speaks UTC (bucket origins, DateTime scalars), and a UTC session's timestamptz text
     // takes apiTypes' fast path whatever the server's default TimeZone is. A SET rather than a
     // startup option, which connection poolers may refuse.
     onConnect: async (client: pg.ClientBase) => {
       await client.query("SET TimeZone = 'UTC'");
+      if (options.statementTimeoutMs !== undefined) {
+        await client.query(`SELECT set_config('statement_timeout', $1, false)`, [`${Math.round(options.statementTimeoutMs)}ms`]);
+      }
     },
   });
   // An idle client losing its backend (server restart, pg_terminate_backend) must not crash the

@@ -1,10 +1,18 @@
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { startApi, type ApiServer } from '../../src/server/app.ts';
+import { startApi, type ApiOptions, type ApiServer } from '../../src/server/app.ts';
 import { createLogger } from '../../src/server/logger.ts';
 
-export async function startTestApi(url: string): Promise<ApiServer> {
-  return startApi({ apiUrl: url, listenUrl: url, port: 0, logger: createLogger('silent') });
+/** An API on a free port; no authentication and the default origins unless `extra` says otherwise. */
+export async function startTestApi(url: string, extra: Partial<ApiOptions> = {}): Promise<ApiServer> {
+  return startApi({
+    apiUrl: url,
+    listenUrl: url,
+    port: 0,
+    logger: createLogger('silent'),
+    security: { apiTokens: [], allowAnonymous: false },
+    ...extra,
+  });
 }
 
 export interface GqlResponse<T = any> {
@@ -13,10 +21,15 @@ export interface GqlResponse<T = any> {
   errors?: Array<{ message: string; extensions?: Record<string, unknown> }>;
 }
 
-export async function gql<T = any>(baseUrl: string, query: string, variables?: Record<string, unknown>): Promise<GqlResponse<T>> {
+export async function gql<T = any>(
+  baseUrl: string,
+  query: string,
+  variables?: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<GqlResponse<T>> {
   const res = await fetch(`${baseUrl}/graphql`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...headers },
     body: JSON.stringify({ query, variables }),
   });
   const body = (await res.json()) as Omit<GqlResponse<T>, 'status'>;
@@ -24,8 +37,13 @@ export async function gql<T = any>(baseUrl: string, query: string, variables?: R
 }
 
 /** A real graphql-ws client over a real WebSocket. */
-export function wsClient(baseUrl: string): Client {
-  return createClient({ url: baseUrl.replace(/^http/, 'ws') + '/graphql', webSocketImpl: WebSocket, retryAttempts: 0 });
+export function wsClient(baseUrl: string, connectionParams?: Record<string, unknown>): Client {
+  return createClient({
+    url: baseUrl.replace(/^http/, 'ws') + '/graphql',
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+    ...(connectionParams ? { connectionParams } : {}),
+  });
 }
 
 /** Subscribes and collects every `next` payload until disposed. */

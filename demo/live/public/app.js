@@ -2,7 +2,7 @@
 // At every (re)connection the schema is introspected first, and the selections are built from
 // the fields the server actually has, so a panel whose data does not exist yet says so instead
 // of breaking the page.
-import { connect, request, subscribe, describeError } from './gql.js';
+import { connect, request, subscribe, describeError, storeToken, storedToken } from './gql.js';
 import { SignalCards } from './signals.js';
 import { PricesPanel } from './prices.js';
 import { CandleChart } from './chart.js';
@@ -107,7 +107,26 @@ let connSince = Date.now();
 let lastPipelineAt = 0;
 let lastPipeline = null;
 
+// ---- the API token (only when the server asks for one) -------------------------------------
+
+const tokenForm = $('token-form');
+tokenForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  storeToken($('token-input').value.trim());
+  $('token-input').value = '';
+  $('token-error').textContent = 'connecting…';
+  // the client retries by itself and reads the stored token at its next connection
+});
+
+function showTokenForm(info) {
+  tokenForm.hidden = false;
+  $('token-error').textContent = info?.hadToken ? 'the server refused this token' : '';
+  if (document.activeElement !== $('token-input')) $('token-input').focus();
+}
+
 function setConnState(state, info) {
+  if (state === 'unauthorized') showTokenForm(info);
+  else if (state === 'live') tokenForm.hidden = true;
   if (state !== connState) connSince = Date.now();
   connState = state;
   conn.dataset.state = state;
@@ -123,6 +142,8 @@ function renderConn() {
     const stale = lastPipelineAt && Date.now() - lastPipelineAt > 5000;
     connLabel.textContent = stale ? `live · no update for ${fmtAge(Date.now() - lastPipelineAt)}` : 'live';
     conn.classList.toggle('stale', Boolean(stale));
+  } else if (connState === 'unauthorized') {
+    connLabel.textContent = storedToken() ? 'token refused' : 'token required';
   } else if (connState === 'reconnecting') {
     connLabel.textContent = `reconnecting… ${age}`;
     $('banner-text').textContent = `Server unreachable for ${age} — reconnecting… (figures frozen at ${lastPipeline ? fmtClock(lastPipeline.at) : 'the last update'})`;

@@ -1,10 +1,23 @@
 // The dashboard's only data source: the public GraphQL API over graphql-ws (one socket for
 // queries and subscriptions). The connection retries forever; the dashboard is told about every
-// state change so it can show "reconnecting…" and resubscribe once the server is back.
+// state change so it can show "reconnecting…" and resubscribe once the server is back. When the
+// server requires authentication, the token kept in localStorage is sent in connectionParams, and a
+// refusal (close code 4403) is reported as 'unauthorized' so the page can ask for one.
 import { createClient } from 'graphql-ws';
 
+const TOKEN_KEY = 'lakets.token';
+
+export function storedToken() {
+  return localStorage.getItem(TOKEN_KEY) ?? '';
+}
+
+export function storeToken(token) {
+  if (token) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
 /**
- * @param {{ url: string, onState: (state: 'connecting'|'live'|'reconnecting', info?: object) => void }} options
+ * @param {{ url: string, onState: (state: 'connecting'|'live'|'reconnecting'|'unauthorized', info?: object) => void }} options
  * @returns {{ client: () => import('graphql-ws').Client }}
  */
 export function connect({ url, onState }) {
@@ -21,6 +34,11 @@ export function connect({ url, onState }) {
       // quick first retries, then at most every ~3 s: the server usually comes back within seconds
       retryWait: (retries) => new Promise((r) => setTimeout(r, Math.min(400 * 2 ** retries, 3000) + Math.random() * 250)),
       keepAlive: 5_000,
+      // Read at every (re)connection, so a token entered after a refusal is used by the next retry.
+      connectionParams: () => {
+        const token = storedToken();
+        return token ? { authorization: `Bearer ${token}` } : {};
+      },
       on: {
         connecting: () => {
           attempts++;
@@ -32,7 +50,8 @@ export function connect({ url, onState }) {
           onState('live');
         },
         closed: (event) => {
-          if (everConnected) onState('reconnecting', { attempts, code: event?.code, reason: event?.reason });
+          if (event?.code === 4403) onState('unauthorized', { attempts, hadToken: Boolean(storedToken()) });
+          else if (everConnected) onState('reconnecting', { attempts, code: event?.code, reason: event?.reason });
         },
       },
       // A close code graphql-ws treats as fatal (e.g. 4500 while the server restarts): start over

@@ -1,0 +1,19 @@
+/**
+ * What the public API says about a failure inside the service (a job run, the lake sync): its
+ * kind, never its text. Error messages can carry SQL, paths, host names and data; the full text
+ * is in the server log (and lakets.job_runs / lakets.cdf_state for operators with database access).
+ */
+const KINDS: Array<[RegExp, string]> = [
+  [/statement timeout|canceling statement|timed? ?out|timeout/i, 'timed out'],
+  [/ECONNREFUSED|ECONNRESET|connection (terminated|refused|reset)|terminating connection|Connection terminated|the database system is/i, 'database unavailable'],
+  [/lock|deadlock|could not obtain/i, 'lock conflict'],
+  [/ENOSPC|no space left/i, 'disk full'],
+  [/EACCES|EPERM|permission denied/i, 'permission denied'],
+  [/wal_level|replication slot|logical decoding|publication/i, 'replication not available'],
+];
+
+export function publicFailure(detail: string | null | undefined): string | null {
+  if (detail === null || detail === undefined || detail === '') return null;
+  const kind = KINDS.find(([pattern]) => pattern.test(detail))?.[1] ?? 'internal error';
+  return `failed: ${kind} (details in the server log)`;
+}
