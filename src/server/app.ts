@@ -157,7 +157,8 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
             extensions: { code: 'QUERY_TIMEOUT' },
           });
         }
-        if (original instanceof Error && /timeout exceeded when trying to connect/.test(original.message)) {
+        // pg-pool's wait for a free client, or pg's own connect timing out within that budget.
+        if (original instanceof Error && /timeout exceeded when trying to connect|terminated due to connection timeout/.test(original.message)) {
           return new GraphQLError('the server is busy with other reads; retry shortly', { extensions: { code: 'SERVER_BUSY' } });
         }
         return maskError(error, message, isDev);
@@ -221,7 +222,9 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     const path = url.pathname;
     if (!origins.allowsHost(req.headers.host)) return json(res, 421, { error: 'this server answers to loopback host names only' });
     if (path === '/health') {
-      const health = options.health?.() ?? { ok: true };
+      // Without a database probe /health only says the process is up.
+      const health = options.health?.();
+      if (!health) return json(res, 200, { status: 'ok' });
       return json(res, health.ok ? 200 : 503, { status: health.ok ? 'ok' : 'unavailable', ...health });
     }
     if (path === '/ready') {
