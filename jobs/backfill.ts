@@ -167,6 +167,9 @@ export function backfillJob(durationMs: number): Job {
         volatilityScale: BACKFILL_VOLATILITY_SCALE,
         startPrices: resumed ? await latestPrices(client, TABLE) : undefined,
       });
+      // Each history tick stands for the trades of its spacing at the live rate: scaling its volume so
+      // keeps the volume bars of the history and of the live stream comparable across the join.
+      const volumeScale = Math.max(1, (config.tickRate / specs.length) * (spacingMs / 1000));
       let cursor = from;
       let rows = Number(ledger.rows_written);
       let slices = 0;
@@ -175,6 +178,7 @@ export function backfillJob(durationMs: number): Job {
         const end = Math.min(cursor + SLICE_MS, now);
         const count = Math.max(1, Math.round(((end - cursor) / spacingMs) * specs.length));
         const ticks = generator.batch(count, BigInt(end) * 1000n, BigInt(end - cursor) * 1000n);
+        for (const tick of ticks) tick.volume = Math.round(tick.volume * volumeScale);
         await client.query('BEGIN');
         try {
           await copyTicks(client, ticks, TABLE);
@@ -197,6 +201,7 @@ export function backfillJob(durationMs: number): Job {
         resumedFrom: resumed ? new Date(from).toISOString() : undefined,
         symbols: specs.length,
         tickSpacingMs: spacingMs,
+        volumeScale,
         slices,
         chunksCreated: made[0]?.chunks_created ?? 0,
         chunksDeferred: made[0]?.deferred ?? 0,
