@@ -5,7 +5,7 @@ import { loadSnapshot } from '../src/lake/snapshot.ts';
 import { rangeFingerprint, type RangeFingerprint } from '../src/lake/fingerprint.ts';
 import type { Config } from '../src/server/config.ts';
 
-/** Where the lake table of a ChronoTable lives (DESIGN §8: LAKETS_DATA_DIR/lake/<table>). */
+/** Where the lake table of a ChronoTable lives: LAKETS_DATA_DIR/lake/<table> (README, Configuration). */
 export function lakeTableDir(config: Pick<Config, 'dataDir'>, table: string): string {
   return path.join(config.dataDir, 'lake', table);
 }
@@ -32,11 +32,12 @@ export const SYNC_WAIT_MS = 5_000;
 export const GATE_BATCH = 50;
 
 /**
- * Chunks of one table through the durability gate together, in one transaction on `client` (DESIGN
- * §4.4, §11.6): lock each chunk (no writer in flight), read the WAL position under those locks, emit a
- * fence so an idle sync still moves past it, wait briefly for the sync to commit past it, fingerprint
- * the lake's current state for each chunk's range, and let SQL compare each with its chunk under the
- * same lock and tier or drop it. Anything unproven defers; nothing here can drop an unproven chunk.
+ * Chunks of one table through the durability gate together, in one transaction on `client`
+ * (docs/ARCHITECTURE.md §7, H6): lock each chunk (no writer in flight), read the WAL position under
+ * those locks, emit a fence so an idle sync still moves past it, wait briefly for the sync to commit
+ * past it, fingerprint the lake's current state for each chunk's range, and let SQL compare each with
+ * its chunk under the same lock and tier or drop it. Anything unproven defers; nothing here can drop
+ * an unproven chunk.
  *
  * One fence and one wait serve the whole batch: the wait for the sync's next commit (up to its batch
  * interval, seconds) is what a chunk costs, so a backlog of chunks (a backfilled history, or the

@@ -1,6 +1,6 @@
 /**
  * Synthetic ticks: a seeded geometric Brownian motion per symbol around its base price, with
- * realistic volumes and a small share of late and out-of-order ticks (DESIGN §5). Pure and
+ * realistic volumes and a small share of late and out-of-order ticks (docs/ARCHITECTURE.md §8). Pure and
  * deterministic for a seed, so tests and benchmarks are reproducible.
  */
 export interface SymbolSpec {

@@ -89,7 +89,7 @@ export async function applyPolicy(url: string, config: Config): Promise<void> {
 export const API_ROLE = 'lakets_api';
 
 /**
- * The API reads through a read-only role (DESIGN §6): a GraphQL bug can never write. On the
+ * The API reads through a read-only role (docs/ARCHITECTURE.md §9): a GraphQL bug can never write. On the
  * embedded server we own the cluster and create it; with DATABASE_URL, DATABASE_API_URL may name
  * one the operator made.
  */

@@ -184,7 +184,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     wal_level: 'logical',
     max_wal_senders: '20',
     max_replication_slots: '20',
-    // A stopped change-feed sync must not fill the disk (DESIGN §11.12).
+    // A stopped change-feed sync must not fill the disk (docs/ARCHITECTURE.md H12).
     max_slot_wal_keep_size: '4GB',
     max_connections: '300',
     shared_buffers: '256MB',
