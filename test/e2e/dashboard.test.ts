@@ -10,7 +10,7 @@ import { REPO_ROOT, spawnEntry, type Spawned } from '../helpers/processes.ts';
  * The live demo end to end in a real browser (Debian's chromium driven by playwright-core): the
  * whole `npm start` process tree on a temporary data directory with shortened lifecycle
  * thresholds and a day of backfilled history, the dashboard page at `/`, and every signal of the
- * dashboard (docs/ARCHITECTURE.md, "The live dashboard") read from the page's DOM.
+ * dashboard (docs/ARCHITECTURE.md §10) read from the page's DOM.
  * The time until each signal first moves is printed as JSON and written next to the screenshot.
  *
  * Without a Chromium the tests are skipped, saying how to enable them; under CI (CI set, as .ci/run
