@@ -152,11 +152,15 @@ export function backfillJob(durationMs: number): Job {
       const from = ledger.done_until.getTime();
       const resumed = from > ledger.range_start.getTime();
 
-      const { rows: made } = await client.query<{ chunks_created: number; deferred: number }>(
-        `SELECT * FROM lakets.create_chunks_for_range($1, $2, now(),
-                  greatest($3::interval, (SELECT chunk_interval FROM lakets.chronotables WHERE table_name = $1)))`,
-        [TABLE, new Date(from), PAST_CHUNK_INTERVAL],
-      );
+      // (A backfill interrupted right at its end has nothing left to make chunks for.)
+      const { rows: made } =
+        Date.now() - from < CAUGHT_UP_MS
+          ? { rows: [] }
+          : await client.query<{ chunks_created: number; deferred: number }>(
+              `SELECT * FROM lakets.create_chunks_for_range($1, $2, now(),
+                        greatest($3::interval, (SELECT chunk_interval FROM lakets.chronotables WHERE table_name = $1)))`,
+              [TABLE, new Date(from), PAST_CHUNK_INTERVAL],
+            );
       const chunksMs = Date.now() - started;
 
       // A resumed backfill continues the walks from the last prices it wrote.
