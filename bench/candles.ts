@@ -66,7 +66,7 @@ const ROLLUP = `SELECT bucket, open, high, low, close, volume, tick_count, final
 type Bar = Omit<CandleRow, 'final' | 'filled'> & { final?: boolean };
 
 /**
- * Candles benchmark (issue 3, item 8), on one symbol-day at 1 tick/s per symbol (DESIGN §11.14):
+ * Candles benchmark, on one symbol-day at 1 tick/s per symbol (docs/ARCHITECTURE.md §12, H14):
  *  (a) lakets.candles(MINUTE) over one day vs the same candles aggregated from the raw ticks;
  *  (b) one incremental cascade refresh after 10 s of ingest at 1,000 ticks/s vs full rebuilds;
  *  (c) the ingest ratio (bench/ingest.ts) with the rollup invalidation triggers on stock_ticks.
@@ -168,14 +168,14 @@ export async function benchCandles(options: CandlesOptions): Promise<Record<stri
   }
 
   // -----------------------------------------------------------------------------------------
-  // (c) the ingest ratio of issue 2 with the rollup invalidation triggers added (LVC, chunk stamps,
-  // invalidation: the change feed's mirror off), and for reference with every trigger on.
+  // (c) the ingest ratio (bench/ingest.ts) with the rollup invalidation triggers added (LVC, chunk
+  // stamps, invalidation: the change feed's mirror off), and for reference with every trigger on.
   const ingest = await benchIngest({ rows: options.ingestRows, batchSize: options.batchSize, latencySeconds: options.ingestSeconds, symbols: 10, triggerSet: 'rollups' });
   const ingestRatio = ingest.ratio as number;
   const everyTrigger = await benchIngest({ rows: options.ingestRows, batchSize: options.batchSize, latencySeconds: 1, symbols: 10, triggerSet: 'all' });
   report.ingest = {
     ...ingest, target: 0.55, targetMet: ingestRatio >= 0.55,
-    withEveryTrigger: { triggers: everyTrigger.triggers, ratio: everyTrigger.ratio, note: 'the change feed mirror too (issue 4 target >= 0.45)' },
+    withEveryTrigger: { triggers: everyTrigger.triggers, ratio: everyTrigger.ratio, note: 'the change feed mirror too (target >= 0.45)' },
   };
   console.log('(c) done');
 

@@ -1,7 +1,7 @@
 // Runs the change-feed sync as its own process: `tsx jobs/cdf-sync-main.ts [--once]`.
 // Streams until SIGINT/SIGTERM (or, with --once, until everything committed at start is in the lake).
 //
-// Environment (besides DATABASE_URL / DATABASE_DIRECT_URL / LAKETS_DATA_DIR, §8):
+// Environment (besides DATABASE_URL / DATABASE_DIRECT_URL / LAKETS_DATA_DIR, see the README's Configuration):
 //   LAKETS_CDF_TABLE             source table (default stock_ticks)
 //   LAKETS_CDF_BATCH_ROWS        rows per Delta commit (default 100000)
 //   LAKETS_CDF_BATCH_MS          max age of the oldest waiting transaction (default 10000)

@@ -1,4 +1,4 @@
-// cdf_sync: the change feed from Postgres into the Delta lake (DESIGN §4.4, §5, §11.1, §11.7, §11.8).
+// cdf_sync: the change feed from Postgres into the Delta lake (docs/ARCHITECTURE.md §6, §8, H1, H7, H8).
 //
 // It streams the shadow table's inserts-only publication through a logical replication slot (pgoutput)
 // and appends every change event to <lake>/<table> with the Delta writer of src/lake/.
@@ -10,7 +10,7 @@
 //   acknowledgement re-sends them);
 // - one source transaction never spans two Delta commits (only complete transactions are batched);
 // - the slot is acknowledged only with a position that is durable in Delta (auto-acknowledge is off,
-//   its timer too: acknowledge.timeoutSeconds = 0, §11.1); keepalives are answered with it;
+//   its timer too: acknowledge.timeoutSeconds = 0, ARCHITECTURE.md H1); keepalives are answered with it;
 // - values are kept as Postgres text (the package's parser would make Dates of timestamps and drop
 //   the microseconds), or typed from their binary form on PostgreSQL 14+: see pgoutput-rows.ts.
 //
@@ -46,7 +46,7 @@ export type CdfCrashPoint = 'parquet-written' | 'commit-temp-written' | 'commit-
 export const CDF_CRASH_POINTS: readonly CdfCrashPoint[] = ['parquet-written', 'commit-temp-written', 'commit-visible-before-ack', 'after-ack'];
 
 export interface CdfSyncOptions {
-  /** A direct (unpooled) connection string: replication does not go through poolers (§11.12). */
+  /** A direct (unpooled) connection string: replication does not go through poolers (ARCHITECTURE.md H12). */
   url: string;
   /** The source table (sync enabled with lakets.enable_sync). Default 'stock_ticks'. */
   table?: string;
@@ -1043,7 +1043,7 @@ export class CdfSync {
   /**
    * Purges the shadow rows of the unsettled commits, then acknowledges their transactions — in the
    * background, while the next commit is written; one settlement at a time, in commit order, so
-   * that the shadow rows of a commit are gone before the slot may forget its transactions (§11.1).
+   * that the shadow rows of a commit are gone before the slot may forget its transactions (ARCHITECTURE.md H1).
    */
   private async settle(ctl: pg.Client): Promise<void> {
     if (this.purging) await this.purging;

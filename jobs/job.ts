@@ -13,7 +13,7 @@ export interface JobResult {
   detail?: Record<string, unknown>;
 }
 
-/** A scheduled job: a thin entry point that opens one connection and calls SQL (DESIGN §5). */
+/** A scheduled job: a thin entry point that opens one connection and calls SQL (docs/ARCHITECTURE.md §8). */
 export interface Job {
   name: string;
   run(ctx: JobContext): Promise<JobResult>;

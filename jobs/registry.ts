@@ -5,7 +5,7 @@ import { retention } from './retention.ts';
 import type { Job } from './job.ts';
 import type { ScheduledJob } from './scheduler.ts';
 
-/** Every scheduled job with its cadences (DESIGN §5). */
+/** Every scheduled job with its cadences (docs/ARCHITECTURE.md §8). */
 export const SCHEDULED_JOBS: ScheduledJob[] = [
   { job: partitionManager, everySeconds: { demo: 10, production: 300 } },
   { job: rollupRefresh, everySeconds: { demo: 5, production: 60 } },

@@ -5,7 +5,7 @@ import { runJobOnce, type Job, type JobOutcome } from './job.ts';
 
 export interface ScheduledJob {
   job: Job;
-  /** Seconds between runs, per profile (DESIGN §5). */
+  /** Seconds between runs, per profile (docs/ARCHITECTURE.md §8). */
   everySeconds: { demo: number; production: number };
 }
 

@@ -44,6 +44,25 @@ export async function copyTicks(client: pg.ClientBase, ticks: readonly Tick[], t
   await pipeline(Readable.from([body]), stream);
 }
 
+/**
+ * The latest price of each symbol from the table's last value cache: where a new stream (after a
+ * backfilled history or a restart) continues its walks, so the chart does not jump back to the
+ * base prices. Empty when the table has no cache or no ticks yet.
+ */
+export async function latestPrices(client: pg.ClientBase, table = 'stock_ticks'): Promise<Map<string, number>> {
+  const { rows: registry } = await client.query<{ table_schema: string; lvc_table: string }>(
+    `SELECT c.table_schema, l.lvc_table FROM lakets.lvc_tables l JOIN lakets.chronotables c USING (table_name)
+      WHERE l.table_name = $1 AND l.key_columns = ARRAY['symbol'] AND 'price' = ANY (l.value_columns)`,
+    [table],
+  );
+  const lvc = registry[0];
+  if (!lvc) return new Map();
+  const { rows } = await client.query<{ symbol: string; price: number }>(
+    `SELECT symbol, price FROM ${pg.escapeIdentifier(lvc.table_schema)}.${pg.escapeIdentifier(lvc.lvc_table)}`,
+  );
+  return new Map(rows.map((r) => [r.symbol, r.price]));
+}
+
 /** The ten seeded assets, then synthetic ones up to `count` (created in stock_assets). */
 export async function ensureSymbols(client: pg.ClientBase, count: number): Promise<SymbolSpec[]> {
   const { rows: real } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM stock_assets WHERE exchange <> 'SIM'`);
@@ -96,7 +115,8 @@ export class TickStreamer {
   async start(): Promise<void> {
     const client = await this.connect();
     const specs = await ensureSymbols(client, this.options.symbols);
-    const generator = new TickGenerator(specs, this.options);
+    const startPrices = this.options.startPrices ?? (await latestPrices(client, this.options.table));
+    const generator = new TickGenerator(specs, { ...this.options, startPrices });
     // One lakets.job_runs row per streaming session, finished when the stream stops.
     const { rows } = await client.query<{ id: string }>(
       `INSERT INTO lakets.job_runs (job, detail) VALUES ('stream_ticks', $1) RETURNING id`,

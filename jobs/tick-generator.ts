@@ -2,7 +2,7 @@ import { clamp, TICK_LIMITS } from './tick-limits.ts';
 
 /**
  * Synthetic ticks: a seeded geometric Brownian motion per symbol around its base price, with
- * realistic volumes and a small share of late and out-of-order ticks (DESIGN §5). Pure and
+ * realistic volumes and a small share of late and out-of-order ticks (docs/ARCHITECTURE.md §8). Pure and
  * deterministic for a seed, so tests and benchmarks are reproducible.
  */
 export interface SymbolSpec {
@@ -20,6 +20,11 @@ export interface GeneratorOptions {
   jitterMs?: number;
   /** Speeds the random walk up so that minute candles visibly move in a demo. */
   volatilityScale?: number;
+  /**
+   * Where each symbol's walk starts (default: its base price). A stream that follows earlier ticks
+   * (a backfilled history, a restart) starts from their last prices so the chart has no jump.
+   */
+  startPrices?: ReadonlyMap<string, number>;
 }
 
 export interface Tick {
@@ -64,7 +69,10 @@ export class TickGenerator {
     this.maxLatenessMs = options.maxLatenessMs ?? 20_000;
     this.jitterMs = options.jitterMs ?? 150;
     this.volatilityScale = options.volatilityScale ?? 30;
-    for (const s of symbols) this.prices.set(s.symbol, s.basePrice);
+    for (const s of symbols) {
+      const start = options.startPrices?.get(s.symbol);
+      this.prices.set(s.symbol, start !== undefined && Number.isFinite(start) && start > 0 ? start : s.basePrice);
+    }
   }
 
   private gaussian(): number {

@@ -1,4 +1,4 @@
-// The change feed into Delta Lake (DESIGN §4.4, §11.1, §11.7, §11.8): the shadow mirror and its
+// The change feed into Delta Lake (docs/ARCHITECTURE.md §6, H1, H7, H8): the shadow mirror and its
 // publication, the sync end to end (inserts, corrections, deletes -> the lake's current state equals
 // the source exactly), kill -9 of the sync at each crash point and restart (every change event in the
 // lake exactly once), a Postgres restart during the sync, and the wal_level check. Real Postgres

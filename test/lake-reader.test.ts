@@ -1,5 +1,5 @@
 // The Delta Lake reader (src/lake/) against real tables written by Spark and Databricks (the fixtures in
-// ../shared/delta-fixtures, whose expected contents are listed in their README), against broken logs
+// test/fixtures/delta, whose origin and expected contents are listed in their README), against broken logs
 // built from them, and against a change-feed table this file writes itself. Nothing is mocked: every
 // read goes through the log on disk and DuckDB.
 
@@ -28,7 +28,7 @@ import { assertReadableProtocol } from '../src/lake/protocol.ts';
 import { quoteLiteral } from '../src/lake/sql.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const fixturesDir = path.resolve(repoRoot, '..', 'shared', 'delta-fixtures');
+const fixturesDir = path.join(repoRoot, 'test', 'fixtures', 'delta');
 const fixture = (name: string): string => path.join(fixturesDir, name);
 
 let scratchDir: string;
@@ -51,7 +51,7 @@ const range = (from: number, to: number): number[] => Array.from({ length: to - 
 const names = (files: readonly { path: string }[]): string[] => files.map((file) => path.basename(file.path)).sort();
 
 /**
- * Copies a fixture table to a writable scratch folder (the fixtures are read-only), leaving out the
+ * Copies a fixture table to a scratch folder (the fixtures themselves are never changed), leaving out the
  * files `skip` names (paths relative to the table, with '/').
  */
 async function copyTable(name: string, skip: (relative: string) => boolean = () => false): Promise<string> {

@@ -11,7 +11,7 @@ import { REPO_ROOT } from './helpers/processes.ts';
 import { createLogger } from '../src/server/logger.ts';
 
 /**
- * The README's DuckDB snippet, run as a user would paste it (DESIGN §11.13: it must read the live
+ * The README's DuckDB snippet, run as a user would paste it (docs/ARCHITECTURE.md H13: it must read the live
  * files from the log, never glob the folder), against a lake the real sync wrote.
  */
 let t: TestDatabase;

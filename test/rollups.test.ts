@@ -354,7 +354,7 @@ describe('rollups: notifications', () => {
   });
 });
 
-describe('rollups: source chunk dropped by retention (DESIGN §11.5)', () => {
+describe('rollups: source chunk dropped by retention (docs/ARCHITECTURE.md H5)', () => {
   it('merges late ticks into the stored bucket instead of recomputing it from the survivors', async () => {
     const sym = 'JPM';
     const H = midnight(5) + 10n * HOUR; // one 1-hour chunk, only this test writes there

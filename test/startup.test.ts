@@ -54,6 +54,7 @@ describe('npm start', { timeout: 240_000 }, () => {
       PORT: String(port),
       LAKETS_DATA_DIR: dataDir,
       LAKETS_TICK_RATE: '200',
+      LAKETS_BACKFILL: 'off',
       LOG_LEVEL: 'warn',
     });
     await ready(port, proc);
@@ -72,7 +73,7 @@ describe('npm start', { timeout: 240_000 }, () => {
 
   it('starts the embedded Postgres in LAKETS_DATA_DIR, stops it cleanly and resumes on the next start', async () => {
     const dataDir = path.join(tmp, 'embedded');
-    const env = { DATABASE_URL: undefined, DATABASE_DIRECT_URL: undefined, LAKETS_DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
+    const env = { DATABASE_URL: undefined, DATABASE_DIRECT_URL: undefined, LAKETS_DATA_DIR: dataDir, LAKETS_BACKFILL: 'off', LOG_LEVEL: 'warn' };
     const port = await freePort();
     const pgPort = String(await freePort());
     const first = spawnEntry('demo/live/start.ts', { ...env, PORT: String(port), LAKETS_PG_PORT: pgPort, LAKETS_TICK_RATE: '300' });

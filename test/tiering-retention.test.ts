@@ -13,7 +13,7 @@ import { partitionManager } from '../jobs/partition-manager.ts';
 import { rollupRefresh } from '../jobs/rollup-refresh.ts';
 import { tiering } from '../jobs/tiering.ts';
 import { retention } from '../jobs/retention.ts';
-import { lakeTableDir } from '../jobs/durability-gate.ts';
+import { GATE_BATCH, lakeTableDir } from '../jobs/durability-gate.ts';
 import { loadConfig } from '../src/server/config.ts';
 import { createLogger } from '../src/server/logger.ts';
 import { startApi } from '../src/server/app.ts';
@@ -179,6 +179,32 @@ describe('durability-gated tiering and retention', () => {
     const lake = await lakeTicks(lakeTableDir(config, 'stock_ticks'));
     const inRange = lake.lines.filter((l) => l.startsWith('2026-06-01T10:20:'));
     expect(inRange).toHaveLength(35);
+  });
+
+  it('passes a backlog of more chunks than one gate batch, each run taking all of it', async () => {
+    // 60 old one-minute chunks at once (as a backfilled history or a sync outage leaves them): the
+    // gate takes them in batches of GATE_BATCH, one fence and one wait per batch.
+    const backlog = (m: number) => new Date(OLD + 2 * 86_400_000 + m * 60_000);
+    for (let m = 0; m < 60; m++) await insert(t.pool, backlog(m), 3, 'NVDA');
+    await runJobOnce(t.url, partitionManager, config, logger);
+    const statuses = async () => {
+      const { rows } = await t.query<{ status: string; n: number }>(
+        `SELECT status, count(*)::int AS n FROM lakets.chunks WHERE range_start >= $1 AND range_start < $2 GROUP BY status`,
+        [backlog(0), backlog(60)],
+      );
+      return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+    };
+    expect(await statuses()).toEqual({ active: 60 });
+    expect(GATE_BATCH).toBeLessThan(60);
+    await run(tiering);
+    expect(await statuses()).toEqual({ tiered: 60 });
+    await runJobOnce(t.url, rollupRefresh, config, logger);
+    await run(retention);
+    expect(await statuses()).toEqual({ dropped: 60 });
+    const lake = await lakeTicks(lakeTableDir(config, 'stock_ticks'));
+    const source = await sourceTicks(t.pool);
+    const { rows: dropped } = await t.query<{ n: string }>(`SELECT sum(row_count) AS n FROM lakets.chunks WHERE status = 'dropped'`);
+    expect(lake.count).toBe(source.count + Number(dropped[0]!.n));
   });
 
   it('defers the drop when the sync stops, and the lake equals the source throughout', async () => {

@@ -12,6 +12,7 @@ import { vendorRoutes } from './vendor-routes.ts';
 import { lakeTableDir } from '../../jobs/durability-gate.ts';
 import { TickStreamer, streamOptions } from '../../jobs/stream-ticks.ts';
 import { CdfSync } from '../../jobs/cdf-sync.ts';
+import { runBackfill } from '../../jobs/backfill.ts';
 
 /**
  * npm start: the whole pipeline in one process tree — Postgres (embedded unless DATABASE_URL),
@@ -90,6 +91,7 @@ try {
   scheduler = new Scheduler(db.url, config, logger);
   // Chunks exist before the first tick arrives.
   await scheduler.runNow(partitionManager);
+  await runBackfill(db.url, config, logger);
   for (const entry of SCHEDULED_JOBS) scheduler.schedule(entry);
 
   // cdf_sync: continuous, on a direct connection. A configuration problem (wal_level not logical)

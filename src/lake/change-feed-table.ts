@@ -1,4 +1,4 @@
-// The shape of a change-feed lake table (DESIGN §4.4) as the sync writes it:
+// The shape of a change-feed lake table (docs/ARCHITECTURE.md §6) as the sync writes it:
 //
 //   <source columns>      Postgres types mapped to Delta types (timestamptz -> timestamp, microseconds kept)
 //   _change_type string   insert | delete | update_preimage | update_postimage
@@ -6,7 +6,7 @@
 //   _commit_timestamp timestamp  commit time of the source transaction (microseconds)
 //   date string           partition column: the UTC day (YYYY-MM-DD) of the source's time column
 //
-// metaData.configuration binds the table to its source (§11.7); `txn.appId` is stable per table and
+// metaData.configuration binds the table to its source (ARCHITECTURE.md H7); `txn.appId` is stable per table and
 // `txn.version` is the commit LSN of the last source transaction a commit holds.
 
 import type { DayPartition, DeltaColumn } from './data-files.ts';

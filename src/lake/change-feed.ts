@@ -1,4 +1,4 @@
-// The current state of a change-feed lake table (DESIGN §4.4). Our lake tables are append-only change
+// The current state of a change-feed lake table (docs/ARCHITECTURE.md §6). Our lake tables are append-only change
 // feeds: every row is one change event holding the source table's columns plus `_change_type`, `_lsn` and
 // `_commit_timestamp`. The current state is the multiset
 //     (insert + update_postimage rows)  minus  (delete + update_preimage rows)

@@ -1,7 +1,7 @@
 // Turns DuckDB values into plain JS values for callers that want rows as objects.
 //
 // Why not DuckDB's own `getRowObjectsJS()`: it turns every timestamp into a JS `Date`, which drops the
-// microseconds (our ticks carry microsecond timestamps, see DESIGN §11.1), and decimals into doubles.
+// microseconds (our ticks carry microsecond timestamps, see docs/ARCHITECTURE.md H1), and decimals into doubles.
 // Here everything stays lossless:
 //   BIGINT / HUGEINT        -> bigint
 //   DECIMAL                 -> string, e.g. "101.250"

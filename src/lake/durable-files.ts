@@ -1,4 +1,4 @@
-// Durable, atomic file operations for the Delta writer on a local file system (DESIGN §11.13: the
+// Durable, atomic file operations for the Delta writer on a local file system (docs/ARCHITECTURE.md H13: the
 // hard-link put-if-absent below does not exist on object storage).
 //
 // - A data file is fsynced, and so is its folder, before any commit names it.

@@ -1,4 +1,4 @@
-// The lake side of the durability gate (DESIGN §4.4, §11.6): a fingerprint of the current state of a
+// The lake side of the durability gate (docs/ARCHITECTURE.md §7, H6): a fingerprint of the current state of a
 // change-feed table over a time range — (row count, sum of ids, sum of epoch microseconds) — exact
 // integers that Postgres computes the same way for a chunk (lakets.chunk_fingerprint).
 

@@ -24,7 +24,7 @@ export function locateDataFile(tableDir: string, logPath: string): DataFileLocat
     return { path: localPath, localPath };
   }
   if (scheme !== undefined) {
-    // The lake is local-disk only (DESIGN §11.13); a table pointing into object storage is not ours to read.
+    // The lake is local-disk only (docs/ARCHITECTURE.md H13); a table pointing into object storage is not ours to read.
     throw new UnsupportedDeltaFeatureError(
       `data file ${JSON.stringify(logPath)} is on ${scheme}: storage; only local files are supported`,
       tableDir,

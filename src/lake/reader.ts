@@ -1,5 +1,5 @@
 // Reads a snapshot's rows through DuckDB. The SQL names exactly the snapshot's live files; it never globs
-// the table folder, which would also read removed files, orphans and checkpoints (DESIGN §11.13).
+// the table folder, which would also read removed files, orphans and checkpoints (docs/ARCHITECTURE.md H13).
 
 import { stat } from 'node:fs/promises';
 import type { DeltaDataFile } from './actions.ts';

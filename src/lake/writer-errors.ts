@@ -1,5 +1,5 @@
 // Errors of the Delta writer. The sync must tell "someone else committed this version" (reload and
-// re-check the txn) from "this table belongs to another source" (never append: refuse, §11.7).
+// re-check the txn) from "this table belongs to another source" (never append: refuse, ARCHITECTURE.md H7).
 
 /** Another writer created the commit version this writer tried to create (put-if-absent lost). */
 export class DeltaCommitConflictError extends Error {

@@ -1,4 +1,4 @@
-// The Delta writer of an append-only, day-partitioned table (our change feeds, DESIGN §4.4).
+// The Delta writer of an append-only, day-partitioned table (our change feeds, docs/ARCHITECTURE.md §6).
 //
 // A commit: Parquet data files written with DuckDB and fsynced with their folders; then one JSON commit
 // (commitInfo, protocol + metaData on version 0, a `txn` when given, the `add`s with stats) written to a
@@ -26,7 +26,7 @@ import { DeltaCommitConflictError, DeltaTableMismatchError } from './writer-erro
 export type { AddAction, DayPartition, DeltaColumn, LakeRow, LakeTimestamp, LakeValue } from './data-files.ts';
 
 export const WRITER_PROTOCOL = { minReaderVersion: 1, minWriterVersion: 2 } as const;
-/** Configuration keys with this prefix bind a table to its source (§11.7). */
+/** Configuration keys with this prefix bind a table to its source (ARCHITECTURE.md H7). */
 export const SOURCE_BINDING_PREFIX = 'lakets.source.';
 export const DEFAULT_CHECKPOINT_INTERVAL = 10;
 const ENGINE_INFO = 'lakets-live/0.1.0';

@@ -16,7 +16,7 @@ export function buildSchema(): GraphQLSchema {
   return schema;
 }
 
-/** The checked-in contract: schema.graphql (DESIGN §6). */
+/** The checked-in contract: schema.graphql (docs/ARCHITECTURE.md §9). */
 export function printedSchema(): string {
   return printSchema(lexicographicSortSchema(buildSchema())) + '\n';
 }

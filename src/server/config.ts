@@ -1,6 +1,6 @@
 import path from 'node:path';
 
-/** Lifecycle policy of the tick ChronoTable (DESIGN §5). */
+/** Lifecycle policy of the tick ChronoTable (docs/ARCHITECTURE.md §8). */
 export interface Policy {
   chunkInterval: string;
   tierAfter: string;
@@ -10,9 +10,9 @@ export interface Policy {
 export interface Config {
   /** External Postgres; unset means "start the embedded one". */
   databaseUrl?: string;
-  /** Direct (unpooled) connection for LISTEN and replication (DESIGN §11.12). */
+  /** Direct (unpooled) connection for LISTEN and replication (docs/ARCHITECTURE.md H12). */
   databaseDirectUrl?: string;
-  /** Read-only connection for the API (DESIGN §11.12). */
+  /** Read-only connection for the API (docs/ARCHITECTURE.md H12). */
   databaseApiUrl?: string;
   port: number;
   host: string;
@@ -26,7 +26,7 @@ export interface Config {
   symbols: number;
   logLevel: string;
   maxFutureSkew: string;
-  /** Longest a change waits before the sync commits it to the lake (DESIGN §11.7: ≈10 s in production). */
+  /** Longest a change waits before the sync commits it to the lake (docs/ARCHITECTURE.md H7: ≈10 s in production). */
   cdfBatchMs: number;
   /** CONNECTION LIMIT of the embedded server's read-only API role. */
   apiConnectionLimit: number;

@@ -1,6 +1,6 @@
 /**
  * A per-subscriber queue that keeps only the latest value per key: a slow consumer gets the
- * newest state of every key it missed, never a backlog of stale ones (DESIGN §6 "coalesced per
+ * newest state of every key it missed, never a backlog of stale ones (docs/ARCHITECTURE.md §9 "coalesced per
  * key, latest wins"). Iterating it yields values in the order their keys first became pending.
  */
 export class LatestQueue<T> implements AsyncIterableIterator<T> {

@@ -6,7 +6,7 @@ export type NotificationHandler = (payload: unknown) => void;
 export type ResyncHandler = () => void;
 
 /**
- * One LISTEN connection per process (DESIGN §6), shared by every subscription. It needs a direct,
+ * One LISTEN connection per process (docs/ARCHITECTURE.md §9), shared by every subscription. It needs a direct,
  * unpooled connection. When the connection is lost (server restart, pg_terminate_backend) it
  * reconnects with backoff and tells every consumer to resync: notifications sent while it was
  * away are gone, so consumers re-read the truth from the database.

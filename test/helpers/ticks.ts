@@ -67,7 +67,7 @@ export async function liveCandles(q: Queryable, symbol: string, granularity: str
   return rows;
 }
 
-/** Prices and counts exactly, volumes with a relative tolerance of 1e-9 (float8 sums, DESIGN §11.4). */
+/** Prices and counts exactly, volumes with a relative tolerance of 1e-9 (float8 sums, docs/ARCHITECTURE.md H4). */
 export function expectSameCandles(actual: readonly Candle[], expected: readonly Candle[], label: string): void {
   const strip = (c: Candle) => ({ bucket: c.bucket, open: c.open, high: c.high, low: c.low, close: c.close, tick_count: c.tick_count });
   expect(actual.map(strip), label).toEqual(expected.map(strip));

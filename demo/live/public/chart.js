@@ -5,6 +5,12 @@ import { request, subscribe, describeError } from './gql.js';
 import { fmtCompact, fmtPrice, fmtPct, isNum } from './format.js';
 
 const UP = '#26a69a';
+// Bar widths: the usual spacing when there are more bars than fit (newest at the right edge, older
+// ones a scroll away); when all of them fit, they fill the width, but never wider than the maximum
+// (two day bars as two giant blocks look broken), centred then.
+const BAR_SPACING = 7;
+const MAX_FIT_SPACING = 48;
+const RIGHT_OFFSET = 4;
 const DOWN = '#ef5350';
 const WANTED = ['bucket', 'time', 'open', 'high', 'low', 'close', 'volume', 'tickCount', 'final'];
 const pad = (n) => String(n).padStart(2, '0');
@@ -34,6 +40,7 @@ export class CandleChart {
     this.status = status;
     this.bars = new Map();
     this.loaded = false;
+    this.fewBars = false;
     this.gen = 0;
     this.hovering = false;
     this.symbol = null;
@@ -48,7 +55,7 @@ export class CandleChart {
       },
       grid: { vertLines: { color: 'rgba(148,163,184,0.06)' }, horzLines: { color: 'rgba(148,163,184,0.06)' } },
       rightPriceScale: { borderColor: '#232c3d', minimumWidth: 72 },
-      timeScale: { borderColor: '#232c3d', timeVisible: true, secondsVisible: false, rightOffset: 4, barSpacing: 7, tickMarkFormatter: tickMark },
+      timeScale: { borderColor: '#232c3d', timeVisible: true, secondsVisible: false, rightOffset: RIGHT_OFFSET, barSpacing: BAR_SPACING, tickMarkFormatter: tickMark },
       localization: { timeFormatter: (t) => `${new Date(t * 1000).toLocaleDateString('en-CA')} ${tickMark(t, 3)}` },
       crosshair: { mode: CrosshairMode.Normal },
     });
@@ -151,10 +158,36 @@ export class CandleChart {
     for (const b of res.data.candles) if (!this.bars.has(timeOf(b))) this.bars.set(timeOf(b), b);
     this.loaded = true;
     this.setAll();
-    // a fixed bar width, newest bar at the right edge (fitting two bars to the width looks silly)
-    this.chart.timeScale().applyOptions({ barSpacing: 7 });
-    this.chart.timeScale().scrollToRealTime();
+    this.fitView();
     this.setStatus(caps.candleUpdated ? 'live' : 'static');
+  }
+
+  /**
+   * A visible range that suits the bars: many bars at the usual width with the newest at the right
+   * edge; few bars spread over the width (at most MAX_FIT_SPACING apart, centred), so that a day of
+   * hour bars fills the chart instead of sitting in its right third. Re-run while the bars still fit.
+   */
+  fitView() {
+    const n = this.bars.size;
+    const timeScale = this.chart.timeScale();
+    const width = timeScale.width();
+    if (n === 0 || width <= 0) return;
+    this.fewBars = (n + RIGHT_OFFSET) * BAR_SPACING < width;
+    if (!this.fewBars) {
+      timeScale.applyOptions({ barSpacing: BAR_SPACING, rightOffset: RIGHT_OFFSET });
+      timeScale.scrollToRealTime();
+    } else {
+      const slots = Math.max(n + 2, width / MAX_FIT_SPACING);
+      const margin = (slots - n) / 2;
+      timeScale.setVisibleLogicalRange({ from: -margin - 0.5, to: n - 1 + margin + 0.5 });
+    }
+    // How many bars the view shows (read back once the chart has laid it out): for tests and curious eyes.
+    requestAnimationFrame(() => {
+      const range = timeScale.getVisibleLogicalRange();
+      const last = this.bars.size - 1;
+      const shown = range ? Math.max(0, Math.min(last, Math.floor(range.to)) - Math.max(0, Math.ceil(range.from)) + 1) : 0;
+      this.status.dataset.visible = String(shown);
+    });
   }
 
   upsert(bar) {
@@ -169,6 +202,7 @@ export class CandleChart {
       if (last === undefined || t >= last) {
         this.candles.update(this.toCandle(bar));
         this.volume.update(this.toVolume(bar));
+        if (!known && this.fewBars) this.fitView(); // a new bar while they all fit: spread them again
       } else if (known) {
         this.candles.update(this.toCandle(bar), true); // a revised past bar (late tick)
         this.volume.update(this.toVolume(bar), true);

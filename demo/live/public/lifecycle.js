@@ -1,6 +1,10 @@
 // The chunk lifecycle strip (active → tiered → dropped): one cell per recent chunk, oldest on the
 // left, from Pipeline.recentPartitions.
-import { el, fmtClock, fmtCompact, fmtInt } from './format.js';
+import { el, fmtClock, fmtCompact, fmtDate, fmtInt } from './format.js';
+
+// The strip can span days (a backfilled history has hour chunks): an end that is not on the other
+// end's day carries its date.
+const edge = (t, other) => (fmtDate(t) === fmtDate(other) ? fmtClock(t) : `${fmtDate(t).slice(5)} ${fmtClock(t).slice(0, 5)}`);
 
 export class LifecycleStrip {
   constructor({ strip, legend, axis }) {
@@ -83,7 +87,9 @@ export class LifecycleStrip {
     );
     const summary = `${list.length} newest chunks · ${fmtCompact(list.reduce((s, p) => s + (p.rowCount ?? 0), 0))} rows`;
     if (list.length) {
-      this.axis.replaceChildren(el('span', { text: fmtClock(list[0].rangeStart) }), el('span', { text: summary }), el('span', { text: fmtClock(list.at(-1).rangeEnd) }));
+      const first = list[0].rangeStart;
+      const last = list.at(-1).rangeEnd;
+      this.axis.replaceChildren(el('span', { text: edge(first, last) }), el('span', { text: summary }), el('span', { text: edge(last, first) }));
     }
   }
 }

@@ -1,4 +1,4 @@
-// The signal cards of DESIGN §7 (all but the latest prices, which have their own panel).
+// The signal cards of docs/ARCHITECTURE.md §10 (all but the latest prices, which have their own panel).
 // Each card: value, a sparkline of the last 120 samples (~2 minutes at one pipeline update a
 // second), two detail lines, and the component that drives it.
 import { History, createSparkline } from './sparkline.js';

@@ -1,4 +1,8 @@
 // Tiny inline-SVG sparklines over a bounded in-memory history.
+//
+// The line always spans the whole box: sample i of n sits at x = i / (n - 1). (Placing the samples
+// on a fixed grid of `capacity` slots, newest at the right edge, drew the first few seconds as a
+// vertical stroke: two samples 1/119 of the width apart, scaled to the full height.)
 const SVG = 'http://www.w3.org/2000/svg';
 
 export class History {
@@ -36,7 +40,6 @@ export function createSparkline(className = 'spark') {
     /** @param {History} history @param {{ zeroBased?: boolean }} [opts] */
     draw(history, opts = {}) {
       const vals = history.values;
-      const n = history.capacity;
       const present = vals.filter((v) => v !== null);
       if (present.length < 2) {
         line.setAttribute('d', '');
@@ -54,11 +57,11 @@ export function createSparkline(className = 'spark') {
           min -= 1;
         }
       }
-      const x0 = 100 - ((vals.length - 1) / (n - 1)) * 100; // right-aligned: the newest sample at the edge
+      const last = vals.length - 1; // ≥ 1: at least two samples are present
       const pts = [];
       vals.forEach((v, i) => {
         if (v === null) return;
-        const x = x0 + (i / (n - 1)) * 100;
+        const x = (i / last) * 100;
         const y = 30 - ((v - min) / (max - min)) * 28;
         pts.push([x, y]);
       });
