@@ -49,9 +49,10 @@ afterAll(async () => {
 });
 
 /** `npm start` of the copied repository, from its folder. */
+/** npm start in the copy, without the history backfill: this test is about where the cluster lives. */
 function startCopy(env: Record<string, string | undefined>): Spawned {
   const merged: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, DATABASE_URL: undefined, DATABASE_DIRECT_URL: undefined, LAKETS_DATA_DIR: undefined, ...env })) {
+  for (const [k, v] of Object.entries({ ...process.env, DATABASE_URL: undefined, DATABASE_DIRECT_URL: undefined, LAKETS_DATA_DIR: undefined, LAKETS_BACKFILL: 'off', ...env })) {
     if (v !== undefined) merged[k] = v;
   }
   const child = spawn(process.execPath, ['--import', 'tsx', 'demo/live/start.ts'], { cwd: repo, env: merged, stdio: ['ignore', 'pipe', 'pipe'] });

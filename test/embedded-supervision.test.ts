@@ -57,6 +57,8 @@ async function start(name: string, env: Record<string, string> = {}, pgPort?: nu
     PORT: String(port),
     LAKETS_PG_PORT: String(pg),
     LAKETS_TICK_RATE: '0',
+    // No history backfill: these tests are about the process, and a day of COPY only slows them.
+    LAKETS_BACKFILL: 'off',
     LOG_LEVEL: 'warn',
     ...env,
   });
