@@ -88,20 +88,24 @@ export function lakeStoreConfigFromEnv(env: LakeEnv, dataDir: string): LakeStore
   if (scheme === undefined) {
     throw new LakeStoreConfigError(`LAKETS_LAKE_URL must be file:///absolute/path, s3://bucket/prefix or az://container/prefix (got a relative path or no scheme)`);
   }
+  // The URL parser would quietly resolve '.' and '..' segments: a typo must not move the lake.
+  if (/^[^:]+:\/\/[^/]*(\/.*)?\/\.{1,2}(\/|$)/.test(raw)) throw new LakeStoreConfigError(`LAKETS_LAKE_URL: the path must not contain '.' or '..' segments`);
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
     throw new LakeStoreConfigError(`LAKETS_LAKE_URL is not a valid URL`);
   }
-  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+  // (abfss:// names its container where a user name would be.)
+  const userIsContainer = scheme === 'abfs' || scheme === 'abfss';
+  if ((url.username !== '' && !userIsContainer) || url.password !== '' || url.search !== '' || url.hash !== '') {
     throw new LakeStoreConfigError(`LAKETS_LAKE_URL must not carry credentials, a query or a fragment: put credentials in the store's own variables`);
   }
 
   switch (scheme) {
     case 'file': {
       if (url.host !== '' && url.host !== 'localhost') throw new LakeStoreConfigError(`LAKETS_LAKE_URL file:// must name a local path (file:///abs/path)`);
-      const root = fileURLToPath(url);
+      const root = path.resolve(fileURLToPath(url));
       return { kind: 'file', root, url: fileUrl(root), ...common };
     }
     case 's3':

@@ -64,11 +64,11 @@ export class RemoteLakeStore implements LakeStore {
     return joinKey(this.prefix, key);
   }
 
-  read(key: string): Promise<Buffer> {
+  async read(key: string): Promise<Buffer> {
     return this.objects.read(this.name(key), this.locationOf(key));
   }
 
-  write(key: string, data: string | Uint8Array): Promise<void> {
+  async write(key: string, data: string | Uint8Array): Promise<void> {
     return this.objects.write(this.name(key), bytes(data), this.locationOf(key));
   }
 
@@ -124,7 +124,7 @@ export class RemoteLakeStore implements LakeStore {
     return info && { key, ...info };
   }
 
-  delete(key: string): Promise<void> {
+  async delete(key: string): Promise<void> {
     return this.objects.delete(this.name(key), this.locationOf(key));
   }
 
