@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeFeedColumns, changeFeedPartition, sourceBinding } from '../src/lake/change-feed-table.ts';
 import { rangeFingerprint } from '../src/lake/fingerprint.ts';
 import { liveRowsSql, loadSnapshot, queryRows, readChangeFeedCurrentState, readRows, verifyLiveFiles } from '../src/lake/index.ts';
-import { withLocalFiles } from '../src/lake/local-snapshot.ts';
+import { LakeReadTooLargeError, withLocalFiles } from '../src/lake/local-snapshot.ts';
 import { quoteLiteral } from '../src/lake/sql.ts';
 import { lakeStoreConfigFromEnv, type LakeStoreConfig } from '../src/lake/store/lake-url.ts';
 import { openLakeTable, type LakeTable } from '../src/lake/table.ts';
@@ -178,6 +178,17 @@ describe('a change-feed table on Azurite', () => {
     expect(writer.numRecords).toBe(expected.length);
     expect((await writer.readCommitInfo(5))?.['lakets']).toEqual({ shadowSeqRanges: [['5', '5']] });
     expect(await writer.readCommitInfo(99)).toBeUndefined();
+  });
+
+  it('refuses a read that would download more than its limits, before downloading anything', async () => {
+    const snapshot = await loadSnapshot(lake);
+    let ran = false;
+    const tooMany = await withLocalFiles(snapshot, async () => (ran = true), { maxFiles: 3 }).catch((e: unknown) => e);
+    expect(tooMany).toBeInstanceOf(LakeReadTooLargeError);
+    expect((tooMany as Error).message).toMatch(/^the read needs 16 files \(\d+ bytes\) of az:\/\/lake\/roundtrip\/stock_ticks, over its limit of 3 files/);
+    await expect(withLocalFiles(snapshot, async () => (ran = true), { maxBytes: 100 })).rejects.toBeInstanceOf(LakeReadTooLargeError);
+    expect(ran).toBe(false);
+    expect(await withLocalFiles(snapshot, async (local) => local.files.length, { maxFiles: 16 })).toBe(16);
   });
 
   it('reports a live file missing from the store', async () => {

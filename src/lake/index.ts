@@ -28,5 +28,5 @@ export { openLakeStore } from './store/open-store.ts';
 export type { LakeStore, ObjectInfo, StagedObject } from './store/lake-store.ts';
 export { LakeStoreConfigError, LakeStoreError, ObjectExistsError, ObjectNotFoundError } from './store/errors.ts';
 export { asLakeTable, fileLakeTable, lakeTableOn, openLakeTable, type LakeTable } from './table.ts';
-export { withLocalFiles } from './local-snapshot.ts';
+export { LakeReadTooLargeError, withLocalFiles, type LocalReadLimits } from './local-snapshot.ts';
 export { assertPutIfAbsent, probePutIfAbsent, PutIfAbsentNotEnforcedError, type PutIfAbsentVerdict } from './store/put-if-absent-probe.ts';

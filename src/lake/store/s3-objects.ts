@@ -5,6 +5,7 @@
 // the sync must run the put-if-absent probe before it trusts a store.
 
 import { createReadStream, createWriteStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import {
@@ -32,6 +33,8 @@ export interface S3Options {
 
 /** A single PutObject takes at most 5 GiB; our files (commits, checkpoints, compacted days) stay far below. */
 const MAX_SINGLE_PUT = 5 * 1024 ** 3;
+/** Uploads up to this size are sent from memory, so that the SDK can retry them. */
+const RETRYABLE_BODY = 64 * 1024 * 1024;
 
 export function s3Objects(options: S3Options): RemoteObjects {
   const client = new S3Client({
@@ -92,9 +95,10 @@ class S3Objects implements RemoteObjects {
   async upload(name: string, localPath: string, size: number, location: string): Promise<Date | undefined> {
     if (size > MAX_SINGLE_PUT) throw new LakeStoreError(`upload ${location} failed: ${size} bytes is over the 5 GiB of one PutObject`);
     try {
-      await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: name, Body: createReadStream(localPath), ContentLength: size }),
-      );
+      // A buffer can be sent again when the SDK retries; a stream cannot. Our files are small (a commit's
+      // Parquet, a checkpoint); only big ones (a compacted day) are streamed, without retries.
+      const body = size <= RETRYABLE_BODY ? await readFile(localPath) : createReadStream(localPath);
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: name, Body: body, ContentLength: size }));
       return undefined;
     } catch (error) {
       throw translate(error, 'upload', location);
