@@ -18,7 +18,7 @@ let azurite: StoreServer;
 let s3rver: StoreServer;
 
 beforeAll(async () => {
-  scratch = mkdtempSync(path.join(os.tmpdir(), 'lakets-probe-'));
+  scratch = mkdtempSync(path.join(os.tmpdir(), 'lakets-put-if-absent-probe-'));
   [azurite, s3rver] = await Promise.all([startAzurite(), startS3rver()]);
   await azurite.createBucket('lake');
   await s3rver.createBucket('lake');
