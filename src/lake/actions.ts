@@ -4,7 +4,7 @@
 // gate, not the parser, decides whether an unknown capability matters.
 
 import { DeltaLogError } from './errors.ts';
-import { locateDataFile } from './paths.ts';
+import { locateDataFile, type TableRoot } from './paths.ts';
 import { parseStats, type DeltaFileStats } from './stats.ts';
 
 export interface DeltaProtocol {
@@ -39,8 +39,13 @@ export interface DeltaDataFile {
   readonly path: string;
   /** `add.path` exactly as written in the log (URI-encoded). */
   readonly logPath: string;
-  /** Absolute path of the file on this machine. */
+  /**
+   * Absolute path of the file on this machine; for a table on a remote store, the object's URL until
+   * withLocalFiles hands out a downloaded copy.
+   */
   readonly localPath: string;
+  /** The object's key under the table's root (null only for a `file:` URI outside a local table). */
+  readonly key: string | null;
   readonly size: number;
   /** Partition column -> serialized value, null for a null partition. */
   readonly partitionValues: Readonly<Record<string, string | null>>;
@@ -56,6 +61,7 @@ export interface DeltaTombstone {
   readonly path: string;
   readonly logPath: string;
   readonly localPath: string;
+  readonly key: string | null;
   readonly deletionTimestamp: number | null;
   readonly dataChange: boolean;
   readonly size: number | null;
@@ -72,8 +78,15 @@ export type LogAction =
 
 /** Where an action came from, for error messages. */
 export interface ActionSource {
+  /** The table's location (local path or URL), for messages. */
   readonly tableDir: string;
+  /** The table folder when the table is local; undefined on a remote store. Defaults to tableDir. */
+  readonly localRoot?: string | undefined;
   readonly description: string;
+}
+
+function tableRootOf(source: ActionSource): TableRoot {
+  return { location: source.tableDir, localRoot: 'localRoot' in source ? source.localRoot : source.tableDir };
 }
 
 /**
@@ -167,11 +180,12 @@ function parseAdd(node: Record<string, unknown>, source: ActionSource): DeltaDat
   const logPath = node['path'];
   const size = node['size'];
   if (typeof logPath !== 'string' || logPath.length === 0 || typeof size !== 'number') return null;
-  const location = locateDataFile(source.tableDir, logPath);
+  const location = locateDataFile(tableRootOf(source), logPath);
   return {
     path: location.path,
     logPath,
     localPath: location.localPath,
+    key: location.key,
     size,
     partitionValues: stringMap(node['partitionValues']),
     modificationTime: typeof node['modificationTime'] === 'number' ? node['modificationTime'] : 0,
@@ -185,11 +199,12 @@ function parseAdd(node: Record<string, unknown>, source: ActionSource): DeltaDat
 function parseRemove(node: Record<string, unknown>, source: ActionSource): DeltaTombstone | null {
   const logPath = node['path'];
   if (typeof logPath !== 'string' || logPath.length === 0) return null;
-  const location = locateDataFile(source.tableDir, logPath);
+  const location = locateDataFile(tableRootOf(source), logPath);
   return {
     path: location.path,
     logPath,
     localPath: location.localPath,
+    key: location.key,
     deletionTimestamp: typeof node['deletionTimestamp'] === 'number' ? node['deletionTimestamp'] : null,
     dataChange: node['dataChange'] !== false,
     size: typeof node['size'] === 'number' ? node['size'] : null,

@@ -13,6 +13,7 @@
 
 import { queryRows } from './duckdb.ts';
 import type { PlainRow } from './duckdb-values.ts';
+import { withLocalFiles } from './local-snapshot.ts';
 import { liveRowsSql } from './reader.ts';
 import type { DeltaSnapshot } from './snapshot.ts';
 import { quoteIdentifier, quoteLiteral } from './sql.ts';
@@ -40,7 +41,7 @@ export interface ReadCurrentStateOptions extends CurrentStateOptions {
   readonly orderBy?: string;
 }
 
-/** SQL of the current state of a change-feed Delta table, over exactly its live files. */
+/** SQL of the current state of a change-feed Delta table, over exactly its live files (local ones: see withLocalFiles). */
 export function changeFeedCurrentStateSql(snapshot: DeltaSnapshot, options: CurrentStateOptions = {}): string {
   const schemaColumns = snapshot.metaData.schema.fields.map((field) => field.name);
   if (!schemaColumns.includes(CHANGE_TYPE_COLUMN)) {
@@ -55,9 +56,11 @@ export async function readChangeFeedCurrentState(
   snapshot: DeltaSnapshot,
   options: ReadCurrentStateOptions = {},
 ): Promise<PlainRow[]> {
-  let sql = `SELECT * FROM (${changeFeedCurrentStateSql(snapshot, options)}) AS current_state`;
-  if (options.orderBy !== undefined) sql += `\nORDER BY ${options.orderBy}`;
-  return queryRows(sql);
+  return withLocalFiles(snapshot, (local) => {
+    let sql = `SELECT * FROM (${changeFeedCurrentStateSql(local, options)}) AS current_state`;
+    if (options.orderBy !== undefined) sql += `\nORDER BY ${options.orderBy}`;
+    return queryRows(sql);
+  });
 }
 
 /**

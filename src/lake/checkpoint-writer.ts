@@ -2,8 +2,9 @@
 // the table state at a version (protocol, metaData, every txn, every live add), each in its own struct
 // column, the others null. DuckDB builds it from newline-delimited JSON with an explicit schema, so the
 // column types are the protocol's (maps for partitionValues/configuration, longs for sizes and
-// versions). Then `_last_checkpoint` points at it. Both are replaced atomically; a crash leaves either
-// no checkpoint (readers replay the commits) or a complete one.
+// versions). Then `_last_checkpoint` points at it. Both are replaced atomically (a local store renames
+// a fsynced temp file; an object store's PUT replaces whole); a crash leaves either no checkpoint
+// (readers replay the commits) or a complete one.
 
 import { randomUUID } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
@@ -11,8 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { addActionLine, type AddAction } from './data-files.ts';
-import { moveIntoPlace, replaceFileDurably } from './durable-files.ts';
 import { quoteLiteral } from './sql.ts';
+import type { LakeStore } from './store/lake-store.ts';
 
 export interface CheckpointState {
   readonly version: number;
@@ -40,8 +41,11 @@ export function checkpointFileName(version: number): string {
   return `${String(version).padStart(20, '0')}.checkpoint.parquet`;
 }
 
-/** Writes the checkpoint of `state.version` and updates `_last_checkpoint`. Returns the number of actions. */
-export async function writeCheckpoint(connection: DuckDBConnection, logDir: string, state: CheckpointState): Promise<number> {
+/**
+ * Writes the checkpoint of `state.version` into the table's store (rooted at the table) and updates
+ * `_last_checkpoint`. Returns the number of actions.
+ */
+export async function writeCheckpoint(connection: DuckDBConnection, store: LakeStore, state: CheckpointState): Promise<number> {
   const lines: string[] = [
     JSON.stringify({ protocol: state.protocol }),
     JSON.stringify({ metaData: state.metaData }),
@@ -53,10 +57,8 @@ export async function writeCheckpoint(connection: DuckDBConnection, logDir: stri
   for (const add of state.adds) {
     lines.push(addActionLine(add));
   }
-  const id = randomUUID();
-  const jsonPath = path.join(os.tmpdir(), `lakets-checkpoint-${id}.json`);
-  const target = path.join(logDir, checkpointFileName(state.version));
-  const tempParquet = path.join(logDir, `.${checkpointFileName(state.version)}.${id}.tmp`);
+  const jsonPath = path.join(os.tmpdir(), `lakets-checkpoint-${randomUUID()}.json`);
+  const staged = await store.stage(`_delta_log/${checkpointFileName(state.version)}`);
   await writeFile(jsonPath, lines.join('\n') + '\n');
   try {
     const columns = Object.entries(CHECKPOINT_COLUMNS)
@@ -65,16 +67,13 @@ export async function writeCheckpoint(connection: DuckDBConnection, logDir: stri
     await connection.run(
       `COPY (SELECT protocol, metaData, txn, "add", "remove"
                FROM read_json(${quoteLiteral(jsonPath)}, format = 'newline_delimited', columns = {${columns}}))
-         TO ${quoteLiteral(tempParquet)} (FORMAT parquet)`,
+         TO ${quoteLiteral(staged.localPath)} (FORMAT parquet)`,
     );
-    await moveIntoPlace(tempParquet, target);
+    await staged.publish();
   } finally {
     await rm(jsonPath, { force: true });
-    await rm(tempParquet, { force: true });
+    await staged.discard();
   }
-  await replaceFileDurably(
-    path.join(logDir, '_last_checkpoint'),
-    JSON.stringify({ version: state.version, size: lines.length }),
-  );
+  await store.write('_delta_log/_last_checkpoint', JSON.stringify({ version: state.version, size: lines.length }));
   return lines.length;
 }

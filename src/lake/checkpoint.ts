@@ -8,13 +8,28 @@ import { withDuckDBConnection } from './duckdb.ts';
 import { UnsupportedDeltaFeatureError } from './errors.ts';
 import type { CheckpointFiles } from './log-listing.ts';
 import { quoteIdentifier, quoteLiteral } from './sql.ts';
+import { asLakeTable, type LakeTable } from './table.ts';
 
 const ACTION_COLUMNS = ['protocol', 'metaData', 'txn', 'add', 'remove'] as const;
 /** Columns that only V2 checkpoints have; their actions live partly in sidecar files we do not read. */
 const V2_CHECKPOINT_COLUMNS = ['checkpointMetadata', 'sidecar'];
 
-export async function readCheckpointActions(tableDir: string, checkpoint: CheckpointFiles): Promise<LogAction[]> {
-  const source = `read_parquet([${checkpoint.files.map(quoteLiteral).join(', ')}], union_by_name = true)`;
+export async function readCheckpointActions(tableInput: LakeTable | string, checkpoint: CheckpointFiles): Promise<LogAction[]> {
+  const table = asLakeTable(tableInput);
+  const tableDir = table.location;
+  // A checkpoint can be rewritten under its name (a writer retrying it): its listing's size and time tag the copy.
+  const local = await table.localFiles(
+    checkpoint.files.map((file) => ({ key: file.key, size: file.size, tag: String(file.lastModified.getTime()) })),
+  );
+  try {
+    return await readLocalCheckpoint(table, tableDir, checkpoint, checkpoint.files.map((file) => local.pathOf(file.key)));
+  } finally {
+    local.release();
+  }
+}
+
+async function readLocalCheckpoint(table: LakeTable, tableDir: string, checkpoint: CheckpointFiles, paths: readonly string[]): Promise<LogAction[]> {
+  const source = `read_parquet([${paths.map(quoteLiteral).join(', ')}], union_by_name = true)`;
   return withDuckDBConnection(async (connection) => {
     const described = await connection.runAndReadAll(`DESCRIBE SELECT * FROM ${source}`);
     const present = new Set(described.getRowObjects().map((row) => String(row['column_name'])));
@@ -45,7 +60,7 @@ export async function readCheckpointActions(tableDir: string, checkpoint: Checkp
         action[column] = JSON.parse(text);
         if (column === 'txn') txnText = text;
       });
-      actions.push(...normalizeActions(action, txnText, { tableDir, description }));
+      actions.push(...normalizeActions(action, txnText, { tableDir, localRoot: table.store.localRoot, description }));
     }
     return actions;
   });

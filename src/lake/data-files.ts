@@ -7,11 +7,9 @@
 // timestamps as native vectors, everything else as VARCHAR cast by DuckDB in SQL.
 
 import { randomUUID } from 'node:crypto';
-import { mkdir, stat } from 'node:fs/promises';
-import path from 'node:path';
 import { DuckDBDataChunk, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
-import { fsyncDir, fsyncFile } from './durable-files.ts';
 import { toPlainRow } from './duckdb-values.ts';
+import type { LakeStore, StagedObject } from './store/lake-store.ts';
 import { duckdbTypeOf, type DeltaPrimitiveTypeName } from './schema.ts';
 import { quoteIdentifier, quoteLiteral } from './sql.ts';
 import { columnLoader, type ColumnLoader, type LakeRow } from './text-columns.ts';
@@ -65,12 +63,13 @@ const MAX_STRING_STAT = 32;
 const CHUNK_ROWS = 2048;
 
 /**
- * Writes the rows into one Parquet file per partition value under `tableDir`, fsyncs each file and
- * the folders that got new names, and returns the `add` actions. Nothing is published here.
+ * Writes the rows into one Parquet file per partition value and makes each durable in the table's
+ * store (a local store fsyncs it and its folder; a remote one uploads what DuckDB wrote to a local temp
+ * file), then returns the `add` actions. No commit names them yet: until one does they are invisible.
  */
 export async function writeDataFiles(
   connection: DuckDBConnection,
-  tableDir: string,
+  store: LakeStore,
   columns: readonly DeltaColumn[],
   partition: DayPartition,
   rows: readonly LakeRow[],
@@ -102,41 +101,35 @@ export async function writeDataFiles(
     const day = dayKey(partition, columns);
     try {
       const stats = await partitionStats(connection, source, columns, day);
-      const adds: AddAction[] = [];
-      const newDirs = new Set<string>();
-      for (const s of stats) {
-        const dirName = `${partition.column}=${s.partitionValue ?? NULL_PARTITION}`;
-        // Day values and the Hive null name need no escaping; anything else would need Hive and URI escaping.
-        if (!/^[A-Za-z0-9_.=-]+$/.test(dirName)) throw new Error(`unexpected partition folder name ${JSON.stringify(dirName)}`);
-        const dir = path.join(tableDir, dirName);
-        const existed = await stat(dir).then(() => true, () => false);
-        if (!existed) {
-          await mkdir(dir, { recursive: true });
-          newDirs.add(tableDir);
+      const staged: { object: StagedObject; key: string; stats: PartitionStats }[] = [];
+      try {
+        for (const s of stats) {
+          const dirName = `${partition.column}=${s.partitionValue ?? NULL_PARTITION}`;
+          // Day values and the Hive null name need no escaping; anything else would need Hive and URI escaping.
+          if (!/^[A-Za-z0-9_.=-]+$/.test(dirName)) throw new Error(`unexpected partition folder name ${JSON.stringify(dirName)}`);
+          const key = `${dirName}/part-00000-${randomUUID()}.c000.zstd.parquet`;
+          const object = await store.stage(key);
+          staged.push({ object, key, stats: s });
+          const where = s.key === null ? `${day.key} IS NULL` : `${day.key} = ${s.key}`;
+          await connection.run(
+            `COPY (SELECT ${columns.map((c) => quoteIdentifier(c.name)).join(', ')} FROM ${source} WHERE ${where})
+               TO ${quoteLiteral(object.localPath)} (FORMAT parquet, COMPRESSION zstd)`,
+          );
         }
-        const fileName = `part-00000-${randomUUID()}.c000.zstd.parquet`;
-        const filePath = path.join(dir, fileName);
-        const where = s.key === null ? `${day.key} IS NULL` : `${day.key} = ${s.key}`;
-        await connection.run(
-          `COPY (SELECT ${columns.map((c) => quoteIdentifier(c.name)).join(', ')} FROM ${source} WHERE ${where})
-             TO ${quoteLiteral(filePath)} (FORMAT parquet, COMPRESSION zstd)`,
-        );
-        await fsyncFile(filePath);
-        newDirs.add(dir);
-        const info = await stat(filePath);
-        adds.push({
-          path: `${dirName}/${fileName}`,
-          partitionValues: { [partition.column]: s.partitionValue },
-          size: info.size,
-          modificationTime: Math.floor(info.mtimeMs),
+        // Durable in the store before any commit refers to them (uploads run side by side).
+        const published = await Promise.all(staged.map((entry) => entry.object.publish()));
+        return staged.map((entry, i): AddAction => ({
+          path: entry.key,
+          partitionValues: { [partition.column]: entry.stats.partitionValue },
+          size: published[i]!.size,
+          modificationTime: published[i]!.lastModified.getTime(),
           dataChange: true,
-          stats: s.statsJson,
-          numRecords: s.numRecords,
-        });
+          stats: entry.stats.statsJson,
+          numRecords: entry.stats.numRecords,
+        }));
+      } finally {
+        await Promise.all(staged.map((entry) => entry.object.discard().catch(() => undefined)));
       }
-      // The new names must be durable before a commit refers to them.
-      for (const dir of newDirs) await fsyncDir(dir);
-      return adds;
     } finally {
       await connection.run(`DROP VIEW IF EXISTS ${typedView}`);
     }

@@ -4,6 +4,7 @@
 
 import { changeFeedCurrentStateSql } from './change-feed.ts';
 import { queryRows } from './duckdb.ts';
+import { withLocalFiles } from './local-snapshot.ts';
 import type { DeltaSnapshot } from './snapshot.ts';
 import { quoteIdentifier, quoteLiteral } from './sql.ts';
 
@@ -51,11 +52,14 @@ export async function rangeFingerprint(snapshot: DeltaSnapshot, from: Date, to: 
   const time = quoteIdentifier(options.timeColumn);
   const where = `${time} >= ${quoteLiteral(from.toISOString())}::TIMESTAMPTZ AND ${time} < ${quoteLiteral(to.toISOString())}::TIMESTAMPTZ`;
   const id = options.idColumn ? `sum(${quoteIdentifier(options.idColumn)})` : '0';
-  const rows = await queryRows(`
+  // Only the pruned files are downloaded from a remote lake.
+  const rows = await withLocalFiles(pruned, (local) =>
+    queryRows(`
     SELECT count(*)::BIGINT AS n,
            coalesce(${id}, 0)::HUGEINT::VARCHAR AS sum_id,
            coalesce(sum(epoch_us(${time})), 0)::HUGEINT::VARCHAR AS sum_us
-      FROM (${changeFeedCurrentStateSql(pruned, { where })}) AS current_state`);
+      FROM (${changeFeedCurrentStateSql(local, { where })}) AS current_state`),
+  );
   const r = rows[0] ?? {};
   return { count: BigInt(String(r.n ?? 0)), sumId: BigInt(String(r.sum_id ?? 0)), sumUs: BigInt(String(r.sum_us ?? 0)) };
 }

@@ -2,12 +2,12 @@
 // commits after it, applied in version order. An `add` or `remove` replaces any earlier entry with the
 // same file key (path, deletion vector id), so the last word about a file wins.
 
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { normalizeActions, type DeltaDataFile, type DeltaMetadataAction, type DeltaProtocol, type DeltaTombstone, type LogAction } from './actions.ts';
 import { readCheckpointActions } from './checkpoint.ts';
 import { DeltaLogError, DeltaVersionNotFoundError, UnsupportedDeltaFeatureError } from './errors.ts';
-import { listDeltaLog, readLastCheckpointHint, type CheckpointFiles, type LogListing } from './log-listing.ts';
+import { listDeltaLog, readLastCheckpointHint, type CheckpointFiles, type LastCheckpointHint, type LogListing } from './log-listing.ts';
+import type { ObjectInfo } from './store/lake-store.ts';
+import { asLakeTable, type LakeTable } from './table.ts';
 
 export interface ReplayedLog {
   readonly tableDir: string;
@@ -27,14 +27,41 @@ export interface ReplayedLog {
 }
 
 /** The newest committed version, from the file names alone. */
-export async function latestVersion(tableDirInput: string): Promise<number> {
-  const tableDir = path.resolve(tableDirInput);
-  return newestVersionIn(await listDeltaLog(tableDir), tableDir);
+export async function latestVersion(tableInput: LakeTable | string): Promise<number> {
+  const table = asLakeTable(tableInput);
+  return newestVersionIn(await listDeltaLog(table), table.location);
 }
 
-export async function replayLog(tableDirInput: string, options: { version?: number } = {}): Promise<ReplayedLog> {
-  const tableDir = path.resolve(tableDirInput);
-  const listing = await listDeltaLog(tableDir);
+export async function replayLog(tableInput: LakeTable | string, options: { version?: number } = {}): Promise<ReplayedLog> {
+  const table = asLakeTable(tableInput);
+  // On a remote store, listing the whole log costs a request per thousand names and grows with every
+  // commit; from the checkpoint `_last_checkpoint` names, it is a few. Only when that checkpoint is
+  // there, readable and not newer than the version asked for; otherwise the full listing decides.
+  if (table.store.localRoot === undefined) {
+    const hint = await readLastCheckpointHint(table);
+    if (hint !== undefined && (options.version === undefined || options.version >= hint.version)) {
+      const listing = await listDeltaLog(table, { fromVersion: hint.version });
+      if (listing.checkpoints.some((checkpoint) => checkpoint.version === hint.version)) {
+        try {
+          const replayed = await replayListing(table, listing, hint, options);
+          if (replayed.checkpointVersion !== null && replayed.checkpointVersion >= hint.version) return replayed;
+        } catch (error) {
+          // A gap or an unreadable checkpoint in the short listing: the full one decides (and explains).
+          if (!(error instanceof DeltaLogError)) throw error;
+        }
+      }
+    }
+  }
+  return replayListing(table, await listDeltaLog(table), await readLastCheckpointHint(table), options);
+}
+
+async function replayListing(
+  table: LakeTable,
+  listing: LogListing,
+  hint: LastCheckpointHint | undefined,
+  options: { version?: number },
+): Promise<ReplayedLog> {
+  const tableDir = table.location;
   const latest = newestVersionIn(listing, tableDir);
   const target = options.version ?? latest;
   if (!Number.isSafeInteger(target) || target < 0) {
@@ -45,22 +72,21 @@ export async function replayLog(tableDirInput: string, options: { version?: numb
   }
 
   const warnings: string[] = [];
-  // On local disk listing is cheap and authoritative; `_last_checkpoint` is only cross-checked. It may lag
-  // behind (written after the checkpoint) or be wrong, and neither may change the answer.
-  const hint = await readLastCheckpointHint(tableDir);
-  if (hint !== undefined && !listing.checkpoints.some((checkpoint) => checkpoint.version === hint.version)) {
+  // The listing is authoritative; `_last_checkpoint` is only cross-checked. It may lag behind (written
+  // after the checkpoint) or be wrong, and neither may change the answer.
+  if (listing.fromVersion === 0 && hint !== undefined && !listing.checkpoints.some((checkpoint) => checkpoint.version === hint.version)) {
     warnings.push(`_last_checkpoint names version ${hint.version}, but no complete checkpoint of that version exists`);
   }
   for (const version of listing.incompleteCheckpoints) warnings.push(`multi-part checkpoint ${version} is missing parts`);
 
   const state = new ReplayState();
-  const start = await loadNewestUsableCheckpoint(tableDir, listing, target, state, warnings);
+  const start = await loadNewestUsableCheckpoint(table, listing, target, state, warnings);
   const firstCommit = start === null ? 0 : start + 1;
   assertCommitsPresent(tableDir, listing, firstCommit, target, start, warnings);
 
   for (let version = firstCommit; version <= target; version++) {
-    const file = listing.commits.get(version) as string;
-    for (const action of await readCommitActions(tableDir, file, version)) state.apply(action);
+    const file = listing.commits.get(version) as ObjectInfo;
+    for (const action of await readCommitActions(table, file, version)) state.apply(action);
   }
 
   return {
@@ -128,7 +154,7 @@ function newestVersionIn(listing: LogListing, tableDir: string): number {
  * which gives the same state as long as those commits are still there. Returns its version, or null.
  */
 async function loadNewestUsableCheckpoint(
-  tableDir: string,
+  table: LakeTable,
   listing: LogListing,
   target: number,
   state: ReplayState,
@@ -138,7 +164,7 @@ async function loadNewestUsableCheckpoint(
   for (const checkpoint of candidates) {
     let actions: LogAction[];
     try {
-      actions = await readCheckpointActions(tableDir, checkpoint);
+      actions = await readCheckpointActions(table, checkpoint);
     } catch (error) {
       if (error instanceof UnsupportedDeltaFeatureError) throw error;
       warnings.push(`checkpoint ${describeCheckpoint(checkpoint)} could not be read and was skipped: ${(error as Error).message}`);
@@ -188,8 +214,10 @@ function assertCommitsPresent(
   }
 }
 
-async function readCommitActions(tableDir: string, file: string, version: number): Promise<LogAction[]> {
-  const text = await readFile(file, 'utf8');
+async function readCommitActions(table: LakeTable, file: ObjectInfo, version: number): Promise<LogAction[]> {
+  const tableDir = table.location;
+  const text = (await table.store.read(file.key)).toString('utf8');
+  const name = file.key.slice(file.key.lastIndexOf('/') + 1);
   const actions: LogAction[] = [];
   const lines = text.split('\n');
   for (let index = 0; index < lines.length; index++) {
@@ -200,9 +228,9 @@ async function readCommitActions(tableDir: string, file: string, version: number
     try {
       parsed = JSON.parse(line);
     } catch {
-      throw new DeltaLogError(`${description} is not valid JSON (${path.basename(file)})`, tableDir);
+      throw new DeltaLogError(`${description} is not valid JSON (${name})`, tableDir);
     }
-    actions.push(...normalizeActions(parsed, line, { tableDir, description }));
+    actions.push(...normalizeActions(parsed, line, { tableDir, localRoot: table.store.localRoot, description }));
   }
   return actions;
 }

@@ -3,6 +3,7 @@
 
 import { stat } from 'node:fs/promises';
 import type { DeltaDataFile } from './actions.ts';
+import { assertFilesAreLocal, withLocalFiles } from './local-snapshot.ts';
 import { queryRows } from './duckdb.ts';
 import type { PlainRow } from './duckdb-values.ts';
 import { DeltaLogError, UnsupportedDeltaFeatureError } from './errors.ts';
@@ -38,6 +39,7 @@ export function liveRowsSql(snapshot: DeltaSnapshot, options: LiveRowsSqlOptions
   const selected = options.columns === undefined ? fields : options.columns.map((name) => findField(snapshot, name));
   const partitionColumns = new Set(snapshot.metaData.partitionColumns);
   const dataFields = fields.filter((field) => !partitionColumns.has(field.name));
+  assertFilesAreLocal(snapshot);
 
   if (snapshot.files.length === 0) {
     const nulls = selected.map((field) => `CAST(NULL AS ${duckdbTypeOf(field.type)}) AS ${quoteIdentifier(field.name)}`);
@@ -77,14 +79,14 @@ export async function readRows(snapshot: DeltaSnapshot, options: ReadRowsOptions
   // The filter and the order may use columns that are not returned, so the subquery has them all;
   // DuckDB pushes the projection down and does not read the unused ones.
   const columns = options.columns === undefined ? '*' : liveRowsColumnList(snapshot, options.columns);
-  let sql = `SELECT ${columns} FROM (${liveRowsSql(snapshot)}) AS delta_rows`;
-  if (options.where !== undefined) sql += `\nWHERE ${options.where}`;
-  if (options.orderBy !== undefined) sql += `\nORDER BY ${options.orderBy}`;
-  if (options.limit !== undefined) {
-    if (!Number.isSafeInteger(options.limit) || options.limit < 0) throw new RangeError(`invalid limit ${options.limit}`);
-    sql += `\nLIMIT ${options.limit}`;
-  }
-  return queryRows(sql);
+  if (options.limit !== undefined && (!Number.isSafeInteger(options.limit) || options.limit < 0)) throw new RangeError(`invalid limit ${options.limit}`);
+  return withLocalFiles(snapshot, (local) => {
+    let sql = `SELECT ${columns} FROM (${liveRowsSql(local)}) AS delta_rows`;
+    if (options.where !== undefined) sql += `\nWHERE ${options.where}`;
+    if (options.orderBy !== undefined) sql += `\nORDER BY ${options.orderBy}`;
+    if (options.limit !== undefined) sql += `\nLIMIT ${options.limit}`;
+    return queryRows(sql);
+  });
 }
 
 /**
@@ -93,14 +95,26 @@ export async function readRows(snapshot: DeltaSnapshot, options: ReadRowsOptions
  */
 export async function verifyLiveFiles(snapshot: DeltaSnapshot): Promise<void> {
   const problems: string[] = [];
-  await Promise.all(
-    snapshot.files.map(async (file) => {
-      try {
+  const store = snapshot.table.store;
+  const check = async (file: DeltaDataFile): Promise<void> => {
+    try {
+      if (snapshot.filesAreLocal) {
         const info = await stat(file.localPath);
         if (info.size !== file.size) problems.push(`${file.path}: ${info.size} bytes on disk, ${file.size} in the log`);
-      } catch (error) {
-        problems.push(`${file.path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      } else {
+        const info = file.key === null ? undefined : await store.stat(file.key);
+        if (info === undefined) problems.push(`${file.path}: not in the store`);
+        else if (info.size !== file.size) problems.push(`${file.path}: ${info.size} bytes in the store, ${file.size} in the log`);
       }
+    } catch (error) {
+      problems.push(`${file.path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  };
+  // A few at a time: a remote store gets one request per file.
+  const queue = [...snapshot.files];
+  await Promise.all(
+    Array.from({ length: Math.min(8, queue.length) }, async () => {
+      for (let file = queue.shift(); file !== undefined; file = queue.shift()) await check(file);
     }),
   );
   if (problems.length > 0) {

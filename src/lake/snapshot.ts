@@ -1,11 +1,11 @@
 // A table version ready to read: the replayed log, checked by the protocol gate, with its schema parsed.
 
-import path from 'node:path';
 import type { DeltaDataFile, DeltaMetadataAction, DeltaProtocol, DeltaTombstone } from './actions.ts';
 import { DeltaLogError, UnsupportedDeltaFeatureError } from './errors.ts';
 import { replayLog } from './log.ts';
 import { assertReadableProtocol } from './protocol.ts';
 import { isPrimitiveType, parseSchemaString, UnsupportedDeltaTypeError, type DeltaStructType } from './schema.ts';
+import { asLakeTable, type LakeTable } from './table.ts';
 
 export interface DeltaTableMetadata extends DeltaMetadataAction {
   /** `schemaString` parsed. */
@@ -13,8 +13,15 @@ export interface DeltaTableMetadata extends DeltaMetadataAction {
 }
 
 export interface DeltaSnapshot {
-  /** Absolute path of the table folder. */
+  /** Absolute path of the table folder, or the table's URL on a remote store. */
   readonly tableDir: string;
+  /** The table the snapshot was loaded from (its store, and local copies of its files). */
+  readonly table: LakeTable;
+  /**
+   * True when every live file's `localPath` is a local file DuckDB can read: always for local tables;
+   * for remote ones only inside withLocalFiles, which downloads them.
+   */
+  readonly filesAreLocal: boolean;
   readonly version: number;
   readonly protocol: DeltaProtocol;
   readonly metaData: DeltaTableMetadata;
@@ -39,9 +46,10 @@ export interface LoadSnapshotOptions {
  * Loads a table version. Throws DeltaLogError for a broken log, DeltaVersionNotFoundError for a version
  * the log does not hold, UnsupportedDeltaFeatureError for a table this reader must not read.
  */
-export async function loadSnapshot(tableDirInput: string, options: LoadSnapshotOptions = {}): Promise<DeltaSnapshot> {
-  const tableDir = path.resolve(tableDirInput);
-  const replayed = await replayLog(tableDir, options);
+export async function loadSnapshot(tableInput: LakeTable | string, options: LoadSnapshotOptions = {}): Promise<DeltaSnapshot> {
+  const table = asLakeTable(tableInput);
+  const tableDir = table.location;
+  const replayed = await replayLog(table, options);
   const { protocol, metaData } = replayed;
   if (protocol === null) throw new DeltaLogError(`version ${replayed.version} has no protocol action`, tableDir);
   if (metaData === null) throw new DeltaLogError(`version ${replayed.version} has no metaData action`, tableDir);
@@ -71,6 +79,8 @@ export async function loadSnapshot(tableDirInput: string, options: LoadSnapshotO
 
   return {
     tableDir,
+    table,
+    filesAreLocal: table.store.localRoot !== undefined,
     version: replayed.version,
     protocol,
     metaData: { ...metaData, schema },

@@ -1,10 +1,14 @@
 // The Delta writer of an append-only, day-partitioned table (our change feeds, docs/ARCHITECTURE.md §6).
 //
-// A commit: Parquet data files written with DuckDB and fsynced with their folders; then one JSON commit
-// (commitInfo, protocol + metaData on version 0, a `txn` when given, the `add`s with stats) written to a
-// temp file, fsynced and hard-linked to its 20-digit name (put-if-absent: a second writer of the same
-// version fails with DeltaCommitConflictError), the log folder fsynced. Every `checkpointInterval`
-// versions a classic Parquet checkpoint and `_last_checkpoint` follow.
+// A commit: Parquet data files written with DuckDB and made durable in the table's store (fsynced with
+// their folders on a local store, uploaded to an object store); then one JSON commit (commitInfo,
+// protocol + metaData on version 0, a `txn` when given, the `add`s with stats) created under its
+// 20-digit name only if absent (a local store hard-links a fsynced temp file; S3 and Azure take
+// `If-None-Match: *`): a second writer of the same version fails with DeltaCommitConflictError. Every
+// `checkpointInterval` versions a classic Parquet checkpoint and `_last_checkpoint` follow.
+//
+// The table is a local folder (open with `tableDir`) or a LakeTable on any store (openTable): the same
+// code writes both.
 //
 // The table is bound to its source through `metaData.configuration`: keys starting with
 // `lakets.source.` are written when the table is created and must match when it is opened again, or
@@ -13,14 +17,15 @@
 // One writer per table, one commit at a time; after a conflict the writer is closed (reopen it).
 
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { addActionLine, writeDataFiles, type AddAction, type DayPartition, type DeltaColumn, type LakeRow } from './data-files.ts';
 import { writeCheckpoint } from './checkpoint-writer.ts';
-import { fsyncDir, linkIfAbsent, PutIfAbsentConflictError, writeTempFile } from './durable-files.ts';
 import { withDuckDBConnection } from './duckdb.ts';
-import { logDirOf } from './log-listing.ts';
+import { commitKey, LOG_PREFIX } from './log-listing.ts';
 import { loadSnapshot } from './snapshot.ts';
+import { ObjectExistsError, ObjectNotFoundError } from './store/errors.ts';
+import { fileLakeTable, type LakeTable } from './table.ts';
 import { DeltaCommitConflictError, DeltaTableMismatchError } from './writer-errors.ts';
 
 export type { AddAction, DayPartition, DeltaColumn, LakeRow, LakeTimestamp, LakeValue } from './data-files.ts';
@@ -35,6 +40,7 @@ const ENGINE_INFO = 'lakets-live/0.1.0';
 export type WriterStage = 'parquet-written' | 'commit-temp-written' | 'commit-visible';
 
 export interface DeltaWriterOptions {
+  /** The table's local folder (DeltaTableWriter.openTable takes a table on any store instead). */
   readonly tableDir: string;
   /** Data columns, in order (the partition column is not among them: it lives in the log). */
   readonly columns: readonly DeltaColumn[];
@@ -98,6 +104,7 @@ export class DeltaTableWriter {
 
   private constructor(
     readonly options: DeltaWriterOptions,
+    readonly table: LakeTable,
     private currentVersion: number,
     private metaData: MetaDataAction,
     private readonly txns: Map<string, bigint>,
@@ -110,13 +117,15 @@ export class DeltaTableWriter {
    * table bound to another source or with another schema or partitioning.
    */
   static async open(options: DeltaWriterOptions): Promise<DeltaTableWriter> {
-    const tableDir = path.resolve(options.tableDir);
+    return DeltaTableWriter.openTable(fileLakeTable(path.resolve(options.tableDir)), options);
+  }
+
+  /** Like open(), for a table on any lake store (`options.tableDir`, if given, is ignored). */
+  static async openTable(table: LakeTable, options: Omit<DeltaWriterOptions, 'tableDir'>): Promise<DeltaTableWriter> {
+    const tableDir = table.location;
     const opts = { ...options, tableDir };
-    const logDir = logDirOf(tableDir);
-    const hasLog = await readdir(logDir).then(
-      (names) => names.some((n) => /^\d{20}\.(json|checkpoint\.parquet)$/.test(n)),
-      () => false,
-    );
+    const names = await table.store.list(LOG_PREFIX);
+    const hasLog = names.some((o) => /^_delta_log\/\d{20}\.(json|checkpoint\.parquet)$/.test(o.key));
     const expectedSchema = schemaStringOf(options.columns, options.partition);
     if (!hasLog) {
       const metaData: MetaDataAction = {
@@ -129,11 +138,11 @@ export class DeltaTableWriter {
         configuration: { ...options.configuration },
         createdTime: Date.now(),
       };
-      return new DeltaTableWriter(opts, -1, metaData, new Map(), [], 0);
+      return new DeltaTableWriter(opts, table, -1, metaData, new Map(), [], 0);
     }
 
-    await removeStaleTempFiles(logDir);
-    const snapshot = await loadSnapshot(tableDir);
+    if (table.store.localRoot !== undefined) await removeStaleTempFiles(path.join(table.store.localRoot, '_delta_log'));
+    const snapshot = await loadSnapshot(table);
     const existing = snapshot.metaData;
     const differences: string[] = [];
     const bindingKeys = new Set(
@@ -186,11 +195,12 @@ export class DeltaTableWriter {
       createdTime: existing.createdTime ?? 0,
     };
     const records = adds.reduce((sum, add) => sum + add.numRecords, 0);
-    return new DeltaTableWriter(opts, snapshot.version, metaData, new Map(snapshot.txns), adds, records);
+    return new DeltaTableWriter(opts, table, snapshot.version, metaData, new Map(snapshot.txns), adds, records);
   }
 
+  /** The table's local path, or its URL on a remote store. */
   get tableDir(): string {
-    return this.options.tableDir;
+    return this.table.location;
   }
 
   /** The latest committed version, -1 before the first commit. */
@@ -224,14 +234,8 @@ export class DeltaTableWriter {
   }
 
   private async doCommit(request: CommitRequest): Promise<CommitResult> {
-    const { tableDir } = this.options;
+    const tableDir = this.table.location;
     const version = this.currentVersion + 1;
-    const logDir = logDirOf(tableDir);
-    if (version === 0) {
-      await mkdir(logDir, { recursive: true });
-      await fsyncDir(path.dirname(tableDir)).catch(() => undefined);
-      await fsyncDir(tableDir);
-    }
     const current = this.txns.get(request.txn?.appId ?? '');
     if (request.txn && current !== undefined && request.txn.version <= current) {
       throw new Error(`txn version ${request.txn.version} of ${request.txn.appId} is not above the committed ${current}`);
@@ -241,7 +245,7 @@ export class DeltaTableWriter {
     await withDuckDBConnection(async (connection) => {
       const chunks = request.chunks ?? [request.rows ?? []];
       for await (const chunk of chunks) {
-        adds.push(...(await writeDataFiles(connection, tableDir, this.options.columns, this.options.partition, chunk)));
+        adds.push(...(await writeDataFiles(connection, this.table.store, this.options.columns, this.options.partition, chunk)));
       }
     });
     this.options.onStage?.('parquet-written', version);
@@ -275,13 +279,12 @@ export class DeltaTableWriter {
       lines.push(addActionLine(add));
     }
 
-    const target = path.join(logDir, commitFileName(version));
-    const temp = await writeTempFile(target, lines.join('\n') + '\n');
-    this.options.onStage?.('commit-temp-written', version);
     try {
-      await linkIfAbsent(temp, target);
+      await this.table.store.createIfAbsent(commitKey(version), lines.join('\n') + '\n', {
+        beforePublish: () => this.options.onStage?.('commit-temp-written', version),
+      });
     } catch (error) {
-      if (error instanceof PutIfAbsentConflictError) {
+      if (error instanceof ObjectExistsError) {
         this.closed = `commit ${version} was created by another writer`;
         throw new DeltaCommitConflictError(tableDir, version);
       }
@@ -311,7 +314,7 @@ export class DeltaTableWriter {
   async checkpoint(): Promise<void> {
     if (this.currentVersion < 0) throw new Error('nothing to checkpoint: the table has no commit yet');
     await withDuckDBConnection((connection) =>
-      writeCheckpoint(connection, logDirOf(this.options.tableDir), {
+      writeCheckpoint(connection, this.table.store, {
         version: this.currentVersion,
         protocol: WRITER_PROTOCOL,
         metaData: this.metaData as unknown as Record<string, unknown>,
@@ -320,9 +323,31 @@ export class DeltaTableWriter {
       }),
     );
   }
+
+  /**
+   * The `commitInfo` of a committed version (the first line of its commit file), or undefined when the
+   * commit is gone (cleaned up) or has none. The sync reads what it recorded there (`lakets`).
+   */
+  async readCommitInfo(version: number): Promise<Record<string, unknown> | undefined> {
+    let text: string;
+    try {
+      text = (await this.table.store.read(commitKey(version))).toString('utf8');
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError) return undefined;
+      throw error;
+    }
+    const first = text.split('\n', 1)[0] ?? '';
+    try {
+      const parsed = JSON.parse(first) as { commitInfo?: unknown };
+      const info = parsed.commitInfo;
+      return info !== null && typeof info === 'object' && !Array.isArray(info) ? (info as Record<string, unknown>) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
 }
 
-/** Temp files of commits and checkpoints left by a crashed writer (never read: not commit names). */
+/** Temp files of commits and checkpoints a crashed writer left in a local log folder (never read: not commit names). */
 async function removeStaleTempFiles(logDir: string): Promise<void> {
   let names: string[];
   try {
