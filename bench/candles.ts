@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { TickStreamer, copyTicks, ensureSymbols } from '../jobs/stream-ticks.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { createLogger } from '../src/logger.ts';
 import { TickGenerator, nowMicros, type Tick } from '../jobs/tick-generator.ts';
 import { benchDatabase, percentile } from './harness.ts';
 import { benchIngest } from './ingest.ts';

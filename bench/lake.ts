@@ -6,7 +6,7 @@ import { CdfSync } from '../jobs/cdf-sync.ts';
 import { copyTicks, ensureSymbols } from '../jobs/stream-ticks.ts';
 import { TickGenerator, nowMicros } from '../jobs/tick-generator.ts';
 import { parseLsn } from '../src/lake/lsn.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { createLogger } from '../src/logger.ts';
 import { benchDatabase } from './harness.ts';
 import { benchIngest } from './ingest.ts';
 

@@ -16,16 +16,12 @@
 // last value cache), so the price path continues without a jump.
 
 import type pg from 'pg';
-import { ConfigError, type Config } from '../src/server/config.ts';
-import type { Logger } from '../src/server/logger.ts';
+import { TICK_TABLE, type Config } from '../src/config.ts';
+import type { Logger } from '../src/logger.ts';
 import { runJobOnce, type Job, type JobResult } from './job.ts';
 import { copyTicks, ensureSymbols, latestPrices } from './stream-ticks.ts';
 import { TickGenerator } from './tick-generator.ts';
 
-/** The demo's history when LAKETS_BACKFILL is unset and ticks are streamed. */
-export const DEFAULT_DEMO_BACKFILL = '24 hours';
-/** Longest history LAKETS_BACKFILL may ask for. */
-const MAX_BACKFILL_MS = 7 * 24 * 3_600_000;
 /** One tick every this many milliseconds per symbol: 20 ticks in every minute candle. */
 const TICK_SPACING_MS = 3_000;
 /** Whatever the duration and symbol count, at most this many rows (the spacing widens instead). */
@@ -51,38 +47,6 @@ const PAST_CHUNK_INTERVAL = '1 hour';
 const BACKFILL_VOLATILITY_SCALE = 6;
 const SEED = 20_240_611;
 
-const UNIT_MS: Record<string, number> = {
-  s: 1_000, sec: 1_000, secs: 1_000, second: 1_000, seconds: 1_000,
-  m: 60_000, min: 60_000, mins: 60_000, minute: 60_000, minutes: 60_000,
-  h: 3_600_000, hr: 3_600_000, hrs: 3_600_000, hour: 3_600_000, hours: 3_600_000,
-  d: 86_400_000, day: 86_400_000, days: 86_400_000,
-};
-
-/**
- * LAKETS_BACKFILL as milliseconds of history (0 = off): "24 hours", "90 minutes", "2 days", "0",
- * "off". Unset: 24 hours in the demo profile while ticks are streamed, otherwise off.
- */
-export function backfillDurationMs(config: Pick<Config, 'profile' | 'tickRate'>, env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.LAKETS_BACKFILL?.trim();
-  if (raw === undefined || raw === '') {
-    return config.profile === 'demo' && config.tickRate > 0 ? parseBackfillDuration(DEFAULT_DEMO_BACKFILL) : 0;
-  }
-  return parseBackfillDuration(raw);
-}
-
-export function parseBackfillDuration(text: string): number {
-  const raw = text.trim().toLowerCase();
-  if (raw === '0' || raw === 'off' || raw === 'false' || raw === 'no') return 0;
-  const match = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/.exec(raw);
-  const unit = match ? UNIT_MS[match[2]!] : undefined;
-  if (!match || unit === undefined) {
-    throw new ConfigError(`LAKETS_BACKFILL must be a duration such as "24 hours" or "90 minutes", or "off", got "${text}"`);
-  }
-  const ms = Math.round(Number(match[1]) * unit);
-  if (ms > MAX_BACKFILL_MS) throw new ConfigError(`LAKETS_BACKFILL may be at most 7 days, got "${text}"`);
-  return ms;
-}
-
 /** Per-symbol spacing of the history's ticks: TICK_SPACING_MS, wider when that would exceed MAX_ROWS. */
 export function tickSpacingMs(durationMs: number, symbols: number): number {
   return Math.max(TICK_SPACING_MS, Math.ceil((durationMs * symbols) / MAX_ROWS));
@@ -95,7 +59,7 @@ interface Ledger {
   rows_written: string;
 }
 
-const TABLE = 'stock_ticks';
+const TABLE = TICK_TABLE;
 
 /**
  * Claims the table's one backfill, or finds it already claimed. Serialised by an advisory lock so
@@ -116,7 +80,7 @@ async function claim(client: pg.ClientBase, durationMs: number): Promise<Ledger>
     // A table with ticks (or with history already tiered away) is not new: a backfill would put a
     // made-up day in front of real data. It is recorded as skipped, once.
     const { rows: history } = await client.query<{ has: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM public.stock_ticks)
+      `SELECT EXISTS (SELECT 1 FROM public.${client.escapeIdentifier(TABLE)})
            OR EXISTS (SELECT 1 FROM lakets.chunks WHERE table_name = $1 AND status = 'dropped') AS has`,
       [TABLE],
     );
@@ -223,13 +187,12 @@ export function backfillJob(durationMs: number): Job {
 }
 
 /**
- * The demo's history backfill on the first start of a database (LAKETS_BACKFILL; off: returns at
+ * The demo's history backfill on the first start of a database (Config.backfillMs; 0: returns at
  * once). A failure is logged and the demo goes on without history: it never stops the start.
  */
-export async function runBackfill(url: string, config: Config, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  const durationMs = backfillDurationMs(config, env);
-  if (durationMs === 0) return;
-  const outcome = await runJobOnce(url, backfillJob(durationMs), config, logger).catch(
+export async function runBackfill(url: string, config: Config, logger: Logger): Promise<void> {
+  if (config.backfillMs === 0) return;
+  const outcome = await runJobOnce(url, backfillJob(config.backfillMs), config, logger).catch(
     (error: Error) => ({ status: 'failed' as const, error, ms: 0 }),
   );
   if (outcome.status === 'failed') {

@@ -40,15 +40,14 @@ import {
 import { formatLsn, formatMicrosUtc, parseLsn } from '../src/lake/lsn.ts';
 import { commitFileName, DeltaTableWriter, type LakeRow, type LakeTimestamp, type LakeValue, type WriterStage } from '../src/lake/writer.ts';
 import { DeltaCommitConflictError, DeltaTableMismatchError } from '../src/lake/writer-errors.ts';
-import type { Logger } from '../src/server/logger.ts';
+import type { Logger } from '../src/logger.ts';
+import { TICK_TABLE, type CdfCrashPoint } from '../src/config.ts';
 
-export type CdfCrashPoint = 'parquet-written' | 'commit-temp-written' | 'commit-visible-before-ack' | 'after-ack';
-export const CDF_CRASH_POINTS: readonly CdfCrashPoint[] = ['parquet-written', 'commit-temp-written', 'commit-visible-before-ack', 'after-ack'];
 
 export interface CdfSyncOptions {
   /** A direct (unpooled) connection string: replication does not go through poolers (ARCHITECTURE.md H12). */
   url: string;
-  /** The source table (sync enabled with lakets.enable_sync). Default 'stock_ticks'. */
+  /** The source table (sync enabled with lakets.enable_sync). Default: the tick table. */
   table?: string;
   /** The lake root: the table is written to <lakeDir>/<table>. */
   lakeDir: string;
@@ -227,7 +226,7 @@ export class CdfSync {
   private readonly lsnWaiters = new Set<{ lsn: bigint; resolve: () => void }>();
 
   constructor(options: CdfSyncOptions) {
-    this.table = options.table ?? 'stock_ticks';
+    this.table = options.table ?? TICK_TABLE;
     this.opts = {
       table: this.table,
       batchMaxRows: 100_000,

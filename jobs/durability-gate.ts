@@ -3,12 +3,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { loadSnapshot } from '../src/lake/snapshot.ts';
 import { rangeFingerprint, type RangeFingerprint } from '../src/lake/fingerprint.ts';
-import type { Config } from '../src/server/config.ts';
-
-/** Where the lake table of a ChronoTable lives: LAKETS_DATA_DIR/lake/<table> (README, Configuration). */
-export function lakeTableDir(config: Pick<Config, 'dataDir'>, table: string): string {
-  return path.join(config.dataDir, 'lake', table);
-}
+import { lakeTableDir, type Config } from '../src/config.ts';
 
 export interface ChunkRow {
   id: string;
@@ -47,7 +42,7 @@ export async function passChunksThroughGate(client: pg.ClientBase, config: Confi
   const table = chunks[0]?.table_name;
   if (table === undefined) return [];
   if (chunks.some((chunk) => chunk.table_name !== table)) throw new Error('passChunksThroughGate: one table per batch');
-  const lakeDir = lakeTableDir(config, table);
+  const lakeDir = lakeTableDir(config.dataDir, table);
   const outcomes = new Map<ChunkRow, string>();
   const locked: ChunkRow[] = [];
   await client.query('BEGIN');

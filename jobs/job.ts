@@ -1,6 +1,6 @@
 import pg from 'pg';
-import type { Config } from '../src/server/config.ts';
-import type { Logger } from '../src/server/logger.ts';
+import type { Config } from '../src/config.ts';
+import type { Logger } from '../src/logger.ts';
 
 export interface JobContext {
   client: pg.Client;

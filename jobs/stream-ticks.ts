@@ -2,8 +2,8 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { Logger } from '../src/server/logger.ts';
-import type { Config } from '../src/server/config.ts';
+import type { Logger } from '../src/logger.ts';
+import { TICK_TABLE, type Config } from '../src/config.ts';
 import { TickGenerator, formatMicros, nowMicros, seededRandom, type GeneratorOptions, type SymbolSpec, type Tick } from './tick-generator.ts';
 
 export interface StreamOptions extends GeneratorOptions {
@@ -36,7 +36,7 @@ export function streamOptions(config: Pick<Config, 'tickRate' | 'symbols' | 'tic
 }
 
 /** Writes ticks with COPY in one statement per batch (the statement-level triggers fire once). */
-export async function copyTicks(client: pg.ClientBase, ticks: readonly Tick[], table = 'stock_ticks'): Promise<void> {
+export async function copyTicks(client: pg.ClientBase, ticks: readonly Tick[], table = TICK_TABLE): Promise<void> {
   if (ticks.length === 0) return;
   let body = '';
   for (const t of ticks) body += `${formatMicros(t.timeMicros)}\t${t.symbol}\t${t.price}\t${t.volume}\n`;
@@ -49,7 +49,7 @@ export async function copyTicks(client: pg.ClientBase, ticks: readonly Tick[], t
  * backfilled history or a restart) continues its walks, so the chart does not jump back to the
  * base prices. Empty when the table has no cache or no ticks yet.
  */
-export async function latestPrices(client: pg.ClientBase, table = 'stock_ticks'): Promise<Map<string, number>> {
+export async function latestPrices(client: pg.ClientBase, table = TICK_TABLE): Promise<Map<string, number>> {
   const { rows: registry } = await client.query<{ table_schema: string; lvc_table: string }>(
     `SELECT c.table_schema, l.lvc_table FROM lakets.lvc_tables l JOIN lakets.chronotables c USING (table_name)
       WHERE l.table_name = $1 AND l.key_columns = ARRAY['symbol'] AND 'price' = ANY (l.value_columns)`,

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { collect, gql, startTestApi, waitFor, wsClient } from './helpers/api.ts';
 import type { ApiServer } from '../src/server/app.ts';
-import { ConfigError, loadConfig } from '../src/server/config.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
 import { assertSafeExposure, defaultOrigins, ExposureError, isLoopbackHost } from '../src/server/exposure.ts';
 
 /**

@@ -9,12 +9,12 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backfillDurationMs, backfillJob, parseBackfillDuration, tickSpacingMs } from '../jobs/backfill.ts';
+import { backfillJob, tickSpacingMs } from '../jobs/backfill.ts';
 import { runJobOnce } from '../jobs/job.ts';
 import { partitionManager } from '../jobs/partition-manager.ts';
 import { TickStreamer } from '../jobs/stream-ticks.ts';
-import { ConfigError, loadConfig } from '../src/server/config.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { ConfigError, loadConfig, parseBackfillDuration } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
 import { gql, waitFor } from './helpers/api.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { freePort } from './helpers/ports.ts';
@@ -25,13 +25,13 @@ const logger = createLogger('silent');
 
 describe('LAKETS_BACKFILL', () => {
   it('defaults to 24 hours in the demo profile while ticks stream, and to off otherwise', () => {
-    expect(backfillDurationMs({ profile: 'demo', tickRate: 1000 }, {})).toBe(24 * HOUR);
-    expect(backfillDurationMs({ profile: 'demo', tickRate: 0 }, {})).toBe(0);
-    expect(backfillDurationMs({ profile: 'production', tickRate: 1000 }, {})).toBe(0);
+    expect(loadConfig({ LAKETS_PROFILE: 'demo', LAKETS_TICK_RATE: '1000' }).backfillMs).toBe(24 * HOUR);
+    expect(loadConfig({ LAKETS_PROFILE: 'demo', LAKETS_TICK_RATE: '0' }).backfillMs).toBe(0);
+    expect(loadConfig({ LAKETS_PROFILE: 'production', LAKETS_TICK_RATE: '1000' }).backfillMs).toBe(0);
     // asked for explicitly, it runs whatever the profile or rate
-    expect(backfillDurationMs({ profile: 'production', tickRate: 0 }, { LAKETS_BACKFILL: '2 hours' })).toBe(2 * HOUR);
-    expect(backfillDurationMs({ profile: 'demo', tickRate: 1000 }, { LAKETS_BACKFILL: 'off' })).toBe(0);
-    expect(backfillDurationMs({ profile: 'demo', tickRate: 1000 }, { LAKETS_BACKFILL: '0' })).toBe(0);
+    expect(loadConfig({ LAKETS_PROFILE: 'production', LAKETS_TICK_RATE: '0', LAKETS_BACKFILL: '2 hours' }).backfillMs).toBe(2 * HOUR);
+    expect(loadConfig({ LAKETS_PROFILE: 'demo', LAKETS_TICK_RATE: '1000', LAKETS_BACKFILL: 'off' }).backfillMs).toBe(0);
+    expect(loadConfig({ LAKETS_PROFILE: 'demo', LAKETS_TICK_RATE: '1000', LAKETS_BACKFILL: '0' }).backfillMs).toBe(0);
   });
 
   it('reads durations in seconds, minutes, hours and days, and refuses anything else with a clear error', () => {

@@ -5,8 +5,8 @@ import type { ApiServer } from '../src/server/app.ts';
 import { runJobOnce } from '../jobs/job.ts';
 import { partitionManager } from '../jobs/partition-manager.ts';
 import { rollupRefresh } from '../jobs/rollup-refresh.ts';
-import { loadConfig } from '../src/server/config.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
 import { seededRandom } from '../jobs/tick-generator.ts';
 
 let t: TestDatabase;

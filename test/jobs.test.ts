@@ -5,8 +5,8 @@ import { runJobOnce, type Job } from '../jobs/job.ts';
 import { partitionManager } from '../jobs/partition-manager.ts';
 import { Scheduler } from '../jobs/scheduler.ts';
 import { TickStreamer } from '../jobs/stream-ticks.ts';
-import { loadConfig } from '../src/server/config.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
 import { waitFor } from './helpers/api.ts';
 
 let t: TestDatabase;

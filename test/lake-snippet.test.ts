@@ -8,7 +8,7 @@ import { CdfSync } from '../jobs/cdf-sync.ts';
 import { parseLsn } from '../src/lake/lsn.ts';
 import { withDuckDBConnection } from '../src/lake/duckdb.ts';
 import { REPO_ROOT } from './helpers/processes.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { createLogger } from '../src/logger.ts';
 
 /**
  * The README's DuckDB snippet, run as a user would paste it (docs/ARCHITECTURE.md H13: it must read the live

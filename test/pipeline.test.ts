@@ -4,8 +4,8 @@ import { collect, gql, startTestApi, waitFor, wsClient } from './helpers/api.ts'
 import type { ApiServer } from '../src/server/app.ts';
 import { runJobOnce } from '../jobs/job.ts';
 import { partitionManager } from '../jobs/partition-manager.ts';
-import { loadConfig } from '../src/server/config.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
 
 let t: TestDatabase;
 let api: ApiServer;

@@ -8,8 +8,8 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { bruteCandles, expectSameCandles, insertTicks, liveCandles, type Candle, type TestTick } from './helpers/ticks.ts';
 import { runJobOnce } from '../jobs/job.ts';
 import { rollupRefresh } from '../jobs/rollup-refresh.ts';
-import { loadConfig } from '../src/server/config.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
 
 let t: TestDatabase;
 const config = loadConfig({});

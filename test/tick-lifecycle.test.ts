@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { lakeTicks, sourceTicks, waitFor } from './helpers/lake.ts';
 import { CdfSync } from '../jobs/cdf-sync.ts';
-import { lakeTableDir } from '../jobs/durability-gate.ts';
 import { runJobOnce, type Job } from '../jobs/job.ts';
 import { partitionManager } from '../jobs/partition-manager.ts';
 import { retention } from '../jobs/retention.ts';
@@ -19,8 +18,8 @@ import { rollupRefresh } from '../jobs/rollup-refresh.ts';
 import { tiering } from '../jobs/tiering.ts';
 import { loadSnapshot } from '../src/lake/index.ts';
 import { parseLsn } from '../src/lake/lsn.ts';
-import { loadConfig } from '../src/server/config.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { lakeTableDir, loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
 
 let t: TestDatabase;
 let dataDir: string;
@@ -114,7 +113,7 @@ describe('the lifecycle of ticks at the ends of the accepted range', () => {
     sync = new CdfSync({ url: t.url, lakeDir: path.join(dataDir, 'lake'), batchMaxMs: 200, statusIntervalMs: 200, logger });
     await sync.start();
     await catchUp();
-    const tableDir = lakeTableDir(config, 'stock_ticks');
+    const tableDir = lakeTableDir(config.dataDir);
     const [source, lake] = await Promise.all([sourceTicks(t.pool), lakeTicks(tableDir)]);
     expect(lake.lines).toEqual(source.lines);
     expect(lake.lines.slice(0, 4).map((l) => l.split('|')[0])).toEqual([
@@ -159,7 +158,7 @@ describe('the lifecycle of ticks at the ends of the accepted range', () => {
 
     // the lake holds every one of them, and their candles are unchanged
     await catchUp();
-    const lake = await lakeTicks(lakeTableDir(config, 'stock_ticks'));
+    const lake = await lakeTicks(lakeTableDir(config.dataDir));
     const ids = new Set(ticks.map((k) => k.tick_id));
     expect(lake.lines.filter((l) => ids.has(l.split('|')[4]!))).toHaveLength(5);
     for (const [key, rows] of candlesBefore) {

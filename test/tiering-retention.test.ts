@@ -13,10 +13,9 @@ import { partitionManager } from '../jobs/partition-manager.ts';
 import { rollupRefresh } from '../jobs/rollup-refresh.ts';
 import { tiering } from '../jobs/tiering.ts';
 import { retention } from '../jobs/retention.ts';
-import { GATE_BATCH, lakeTableDir } from '../jobs/durability-gate.ts';
-import { loadConfig } from '../src/server/config.ts';
-import { createLogger } from '../src/server/logger.ts';
-import { startApi } from '../src/server/app.ts';
+import { GATE_BATCH } from '../jobs/durability-gate.ts';
+import { lakeTableDir, loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
 
 let t: TestDatabase;
 let dataDir: string;
@@ -96,12 +95,12 @@ describe('durability-gated tiering and retention', () => {
     const { rows } = await t.query(`SELECT to_regclass($1) AS r`, [c.chunk_name]);
     expect(rows[0]!.r).toBeNull();
     // every dropped row is in the lake
-    const lake = await lakeTicks(lakeTableDir(config, 'stock_ticks'));
+    const lake = await lakeTicks(lakeTableDir(config.dataDir));
     expect(lake.count).toBe(200);
   });
 
   it('serves dropped history from the lake through Query.ticks', async () => {
-    const api = await startApi({ apiUrl: t.url, listenUrl: t.url, port: 0, logger, lakeDir: lakeTableDir(config, 'stock_ticks') });
+    const api = await startTestApi(t.url, { lakeDir: lakeTableDir(config.dataDir) });
     try {
       const res = await gql(api.url, `query($f: DateTime, $t: DateTime) { ticks(symbol: "AAPL", from: $f, to: $t, limit: 1000) { time epochMicros price tickId source } }`, {
         f: minute(0).toISOString(),
@@ -136,7 +135,7 @@ describe('durability-gated tiering and retention', () => {
     await runJobOnce(t.url, rollupRefresh, config, logger);
     await run(retention);
     expect((await chunk(minute(1))).status).toBe('dropped');
-    expect((await lakeTicks(lakeTableDir(config, 'stock_ticks'))).count).toBe(207);
+    expect((await lakeTicks(lakeTableDir(config.dataDir))).count).toBe(207);
   });
 
   it('sends a chunk written after tiering back to active', async () => {
@@ -176,7 +175,7 @@ describe('durability-gated tiering and retention', () => {
     await runJobOnce(t.url, rollupRefresh, config, logger);
     await run(retention);
     expect((await chunk(minute(20))).status).toBe('dropped');
-    const lake = await lakeTicks(lakeTableDir(config, 'stock_ticks'));
+    const lake = await lakeTicks(lakeTableDir(config.dataDir));
     const inRange = lake.lines.filter((l) => l.startsWith('2026-06-01T10:20:'));
     expect(inRange).toHaveLength(35);
   });
@@ -201,7 +200,7 @@ describe('durability-gated tiering and retention', () => {
     await runJobOnce(t.url, rollupRefresh, config, logger);
     await run(retention);
     expect(await statuses()).toEqual({ dropped: 60 });
-    const lake = await lakeTicks(lakeTableDir(config, 'stock_ticks'));
+    const lake = await lakeTicks(lakeTableDir(config.dataDir));
     const source = await sourceTicks(t.pool);
     const { rows: dropped } = await t.query<{ n: string }>(`SELECT sum(row_count) AS n FROM lakets.chunks WHERE status = 'dropped'`);
     expect(lake.count).toBe(source.count + Number(dropped[0]!.n));
@@ -232,7 +231,7 @@ describe('durability-gated tiering and retention', () => {
     const { rows: wal } = await t.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
     await sync.waitForCommittedLsn(parseLsn(wal[0]!.lsn));
     const source = await sourceTicks(t.pool);
-    const lake = await lakeTicks(lakeTableDir(config, 'stock_ticks'));
+    const lake = await lakeTicks(lakeTableDir(config.dataDir));
     const { rows: droppedRows } = await t.query(`SELECT coalesce(sum(row_count), 0)::int AS n FROM lakets.chunks WHERE status = 'dropped'`);
     expect(lake.count).toBe(source.count + droppedRows[0]!.n);
     const resident = new Set(source.lines);

@@ -1,15 +1,14 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../../src/server/config.ts';
+import { dataPaths, lakeTableDir, loadConfig } from '../../src/config.ts';
 import { openDatabase, type DatabaseHandle } from '../../src/server/database.ts';
-import { createLogger } from '../../src/server/logger.ts';
+import { createLogger } from '../../src/logger.ts';
 import { startApi, type ApiServer } from '../../src/server/app.ts';
 import { assertSafeExposure } from '../../src/server/exposure.ts';
 import { Scheduler } from '../../jobs/scheduler.ts';
 import { SCHEDULED_JOBS } from '../../jobs/registry.ts';
 import { partitionManager } from '../../jobs/partition-manager.ts';
 import { vendorRoutes } from './vendor-routes.ts';
-import { lakeTableDir } from '../../jobs/durability-gate.ts';
 import { TickStreamer, streamOptions } from '../../jobs/stream-ticks.ts';
 import { CdfSync } from '../../jobs/cdf-sync.ts';
 import { runBackfill } from '../../jobs/backfill.ts';
@@ -98,8 +97,8 @@ try {
   // is reported and leaves the lake and tiering closed; the rest of the demo keeps running.
   sync = new CdfSync({
     url: db.directUrl,
-    lakeDir: path.dirname(lakeTableDir(config, 'stock_ticks')),
-    batchMaxMs: config.cdfBatchMs,
+    lakeDir: dataPaths(config.dataDir).lake,
+    batchMaxMs: config.cdf.batchMaxMs,
     logger,
   });
   sync.start().catch((err: Error) => logger.error({ err: err.message }, 'cdf_sync cannot run: the lake stays behind and tiering defers'));
@@ -112,7 +111,7 @@ try {
     logger,
     staticDir: path.join(here, 'public'),
     routes: vendorRoutes(),
-    lakeDir: lakeTableDir(config, 'stock_ticks'),
+    lakeDir: lakeTableDir(config.dataDir),
     health: db.health,
     security: config.security,
     statementTimeoutMs: config.apiStatementTimeoutMs,

@@ -2,7 +2,7 @@ import { sql, type AbortableQueryOptions } from 'kysely';
 import type { Db } from '../server/pool.ts';
 import type { ListenHub } from '../server/listener.ts';
 import { LatestQueue } from '../server/latest-queue.ts';
-import type { Logger } from '../server/logger.ts';
+import type { Logger } from '../logger.ts';
 import { BUCKET_MS, bucketStart, type Granularity } from './granularity.ts';
 
 export const CANDLES_CHANNEL = 'lakets_candles';

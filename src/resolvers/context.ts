@@ -1,6 +1,6 @@
 import type { AbortableQueryOptions } from 'kysely';
 import type { Db } from '../server/pool.ts';
-import type { Logger } from '../server/logger.ts';
+import type { Logger } from '../logger.ts';
 import type { LakeReadGate } from '../lake/read-gate.ts';
 import type { AssetCatalog } from './assets.ts';
 import type { PriceFeed } from './price-feed.ts';

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../server/pool.ts';
 import { LatestQueue } from '../server/latest-queue.ts';
-import type { Logger } from '../server/logger.ts';
+import type { Logger } from '../logger.ts';
 import { CachedRead } from '../server/cached-read.ts';
 
 /** The JSON of lakets.pipeline_status() (src/sql/020_pipeline.sql and later redefinitions). */

@@ -1,7 +1,7 @@
 import type { Db } from '../server/pool.ts';
 import type { ListenHub } from '../server/listener.ts';
 import { LatestQueue } from '../server/latest-queue.ts';
-import type { Logger } from '../server/logger.ts';
+import type { Logger } from '../logger.ts';
 
 export const LVC_CHANNEL = 'lakets_lvc';
 

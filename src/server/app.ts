@@ -15,8 +15,8 @@ import { LakeReadGate, DEFAULT_LAKE_READ_GATE, type LakeReadGateOptions } from '
 import { createDb, createPool } from './pool.ts';
 import { ListenHub } from './listener.ts';
 import { Metrics } from './metrics.ts';
-import type { Logger } from './logger.ts';
-import { loadApiStatementTimeoutMs, loadSecurityConfig, type SecurityConfig } from './config.ts';
+import type { Logger } from '../logger.ts';
+import type { SecurityConfig } from '../config.ts';
 import { assertSafeExposure, isLoopbackHost, isWildcardHost, OriginPolicy } from './exposure.ts';
 import { Authenticator } from './auth.ts';
 import { operationLimitsPlugin, OPERATION_LIMITS, type OperationLimits } from './operation-limits.ts';
@@ -38,10 +38,10 @@ export interface ApiOptions {
   staticDir?: string;
   /** The lake table of stock_ticks (LAKETS_DATA_DIR/lake/stock_ticks), for cross-tier reads. */
   lakeDir?: string;
-  /** Authentication and allowed origins; unset: read from the environment (loadSecurityConfig). */
-  security?: SecurityConfig;
-  /** statement_timeout of the API's sessions; unset: LAKETS_API_STATEMENT_TIMEOUT_MS or 10 s. */
-  statementTimeoutMs?: number;
+  /** Authentication and allowed origins. */
+  security: SecurityConfig;
+  /** statement_timeout of the API's sessions (Config.apiStatementTimeoutMs). */
+  statementTimeoutMs: number;
   /** Lake (DuckDB) reads: concurrency, queue and per-read timeout. */
   lakeReads?: LakeReadGateOptions;
   /** Longest a query waits for a free connection (default 15 s), then SERVER_BUSY. */
@@ -108,12 +108,12 @@ export function newRequestId(): string {
 export async function startApi(options: ApiOptions): Promise<ApiServer> {
   const { logger } = options;
   const host = options.host ?? '127.0.0.1';
-  const security = options.security ?? loadSecurityConfig(process.env);
+  const security = options.security;
   assertSafeExposure({ host, security });
   const auth = new Authenticator(security);
   const origins = new OriginPolicy(security.corsOrigins, host, options.port);
 
-  const statementTimeoutMs = options.statementTimeoutMs ?? loadApiStatementTimeoutMs(process.env);
+  const statementTimeoutMs = options.statementTimeoutMs;
   // A query waits at most this long for a connection: a pile-up of bulk reads fails fast as SERVER_BUSY
   // instead of holding requests (and their clients) indefinitely.
   const acquireTimeoutMs = options.acquireTimeoutMs ?? 15_000;

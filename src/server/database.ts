@@ -1,12 +1,12 @@
 import pg from 'pg';
-import type { Config } from './config.ts';
+import { TICK_TABLE, type Config } from '../config.ts';
 import { roleUrl, type EmbeddedCredentials } from './credentials.ts';
 import { DatabaseProbe, type DatabaseHealth } from './database-health.ts';
 import { ensureDatabase, runningEmbeddedServer } from './embedded-postgres.ts';
 import { protectJobLocks, secureEmbeddedDatabase } from './embedded-roles.ts';
 import { migrate } from './migrate.ts';
 import { PostgresSupervisor } from './postgres-supervisor.ts';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../logger.ts';
 
 export { API_ROLE, APP_ROLE } from './credentials.ts';
 
@@ -111,14 +111,15 @@ export async function applyPolicy(url: string, config: Config): Promise<void> {
   await client.connect();
   try {
     await client.query(
-      `SELECT lakets.set_chronotable_policy('stock_ticks', $1::interval, NULL, $2::interval)
+      `SELECT lakets.set_chronotable_policy($3, $1::interval, NULL, $2::interval)
         WHERE (SELECT (chunk_interval, max_future_skew) IS DISTINCT FROM ($1::interval, $2::interval)
-                 FROM lakets.chronotables WHERE table_name = 'stock_ticks')`,
-      [config.policy.chunkInterval, config.maxFutureSkew],
+                 FROM lakets.chronotables WHERE table_name = $3)`,
+      [config.policy.chunkInterval, config.maxFutureSkew, TICK_TABLE],
     );
-    await client.query(`SELECT lakets.add_tiered_retention_policy('stock_ticks', $1::interval, $2::interval, 'tick_id')`, [
+    await client.query(`SELECT lakets.add_tiered_retention_policy($3, $1::interval, $2::interval, 'tick_id')`, [
       config.policy.tierAfter,
       config.policy.dropAfter,
+      TICK_TABLE,
     ]);
   } finally {
     await client.end();

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { scramVerifier, type EmbeddedCredentials } from './credentials.ts';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../logger.ts';
 
 /**
  * The roles of the embedded Postgres, set up by the superuser after the migrations on every start

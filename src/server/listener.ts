@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../logger.ts';
 
 export type NotificationHandler = (payload: unknown) => void;
 export type ResyncHandler = () => void;

@@ -2,7 +2,7 @@ import type http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Db } from './pool.ts';
 import { readPipelineStatus, type PipelineStatus } from '../resolvers/pipeline-feed.ts';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../logger.ts';
 import { CachedRead } from './cached-read.ts';
 
 /** How long a scrape's pipeline figures are reused: one pipeline_status() per period whatever the number of scrapers. */

@@ -11,7 +11,7 @@ import {
   type Postmaster,
   type PostgresExit,
 } from './embedded-postgres.ts';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../logger.ts';
 import { killOrphanedBackends } from './postgres-processes.ts';
 
 export interface SupervisorOptions extends EmbeddedPostgresOptions {

@@ -1,7 +1,8 @@
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { startApi, type ApiOptions, type ApiServer } from '../../src/server/app.ts';
-import { createLogger } from '../../src/server/logger.ts';
+import { createLogger } from '../../src/logger.ts';
+import { DEFAULT_API_STATEMENT_TIMEOUT_MS } from '../../src/config.ts';
 
 /** An API on a free port; no authentication and the default origins unless `extra` says otherwise. */
 export async function startTestApi(url: string, extra: Partial<ApiOptions> = {}): Promise<ApiServer> {
@@ -11,6 +12,7 @@ export async function startTestApi(url: string, extra: Partial<ApiOptions> = {})
     port: 0,
     logger: createLogger('silent'),
     security: { apiTokens: [], allowAnonymous: false },
+    statementTimeoutMs: DEFAULT_API_STATEMENT_TIMEOUT_MS,
     ...extra,
   });
 }
