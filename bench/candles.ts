@@ -4,7 +4,7 @@ import { createLogger } from '../src/logger.ts';
 import { TickGenerator, nowMicros, type Tick } from '../jobs/tick-generator.ts';
 import { benchDatabase, percentile } from './harness.ts';
 import { benchIngest } from './ingest.ts';
-import { apiTypes } from '../src/server/pg-types.ts';
+import { apiTypes } from '../src/db/pg-types.ts';
 import type { CandleRow } from '../src/resolvers/candle-feed.ts';
 
 export interface CandlesOptions {

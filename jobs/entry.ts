@@ -3,7 +3,7 @@
 // clear line and exit 1 when the database cannot be opened.
 
 import { loadConfig, type Config } from '../src/config.ts';
-import { openDatabase, type DatabaseHandle } from '../src/server/database.ts';
+import { openDatabase, type DatabaseHandle } from '../src/db/database.ts';
 import { createLogger, type Logger } from '../src/logger.ts';
 
 export async function openJobEntry(): Promise<{ config: Config; logger: Logger; db: DatabaseHandle }> {

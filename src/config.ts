@@ -110,8 +110,6 @@ export interface DataPaths {
   root: string;
   /** The embedded cluster (a symbolic link when it had to be placed elsewhere). */
   pgData: string;
-  /** Mirrored Postgres binaries, when the installed ones are out of the postgres user's reach. */
-  pgBinaries: string;
   /** Postgres's own output (rotated: postgres.log.1 ... next to it). */
   postgresLog: string;
   credentials: string;
@@ -126,7 +124,6 @@ export function dataPaths(dataDir: string): DataPaths {
   return {
     root,
     pgData: path.join(root, 'pg'),
-    pgBinaries: path.join(root, 'pg-bin'),
     postgresLog: path.join(root, 'postgres.log'),
     credentials: path.join(root, 'credentials.json'),
     supervisor: path.join(root, 'supervisor.json'),

@@ -6,7 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { LOG_FILE, LOG_FILES_KEPT, startEmbeddedPostgres } from '../src/server/embedded-postgres.ts';
+import { LOG_FILES_KEPT, startEmbeddedPostgres } from '../src/db/embedded/postgres.ts';
+
+const LOG_FILE = 'postgres.log';
 import { freePort } from './helpers/ports.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lakets-pglog-'));

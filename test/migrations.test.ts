@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { migrate, readMigrations, SQL_DIR } from '../src/server/migrate.ts';
+import { migrate, readMigrations, SQL_DIR } from '../src/db/migrate.ts';
 
 let t: TestDatabase;
 let dir: string;

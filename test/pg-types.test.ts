@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiTypes, parseTimestamptz } from '../src/server/pg-types.ts';
+import { apiTypes, parseTimestamptz } from '../src/db/pg-types.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
 const pgParser = pg.types.getTypeParser(1184, 'text') as (v: string) => Date | number;

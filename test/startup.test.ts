@@ -9,7 +9,7 @@ import { freePort } from './helpers/ports.ts';
 import { spawnEntry, type Spawned } from './helpers/processes.ts';
 import { gql, waitFor } from './helpers/api.ts';
 import { lakeDuplicateEvents, lakeTicks, sourceTicks } from './helpers/lake.ts';
-import { readCredentials, roleUrl } from '../src/server/credentials.ts';
+import { readCredentials, roleUrl } from '../src/db/embedded/credentials.ts';
 
 let t: TestDatabase;
 let tmp: string;

@@ -12,7 +12,7 @@ import { bruteCandles, expectSameCandles, insertTicks, liveCandles, type TestTic
 import { copyTicks } from '../jobs/stream-ticks.ts';
 import { TICK_LIMITS } from '../jobs/tick-limits.ts';
 import { TickGenerator } from '../jobs/tick-generator.ts';
-import { migrate, SQL_DIR } from '../src/server/migrate.ts';
+import { migrate, SQL_DIR } from '../src/db/migrate.ts';
 
 let t: TestDatabase;
 

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dataPaths, lakeTableDir, loadConfig } from '../../src/config.ts';
-import { openDatabase, type DatabaseHandle } from '../../src/server/database.ts';
+import { openDatabase, type DatabaseHandle } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startApi, type ApiServer } from '../../src/server/app.ts';
 import { assertSafeExposure } from '../../src/server/exposure.ts';

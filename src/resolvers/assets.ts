@@ -1,5 +1,5 @@
-import type { Db } from '../server/pool.ts';
-import type { StockAssetsTable } from '../server/db-types.ts';
+import type { Db } from '../db/pool.ts';
+import type { StockAssetsTable } from '../db/tables.ts';
 import { badInput } from './errors.ts';
 import { builder } from './builder.ts';
 

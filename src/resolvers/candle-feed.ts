@@ -1,6 +1,6 @@
 import { sql, type AbortableQueryOptions } from 'kysely';
-import type { Db } from '../server/pool.ts';
-import type { ListenHub } from '../server/listener.ts';
+import type { Db } from '../db/pool.ts';
+import type { ListenHub } from '../db/listen-hub.ts';
 import { LatestQueue } from '../server/latest-queue.ts';
 import type { Logger } from '../logger.ts';
 import { BUCKET_MS, bucketStart, type Granularity } from './granularity.ts';

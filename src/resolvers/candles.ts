@@ -1,5 +1,5 @@
 import { sql, type AbortableQueryOptions } from 'kysely';
-import type { Db } from '../server/pool.ts';
+import type { Db } from '../db/pool.ts';
 import { builder } from './builder.ts';
 import { badInput } from './errors.ts';
 import { readCandles, type Candle } from './candle-feed.ts';

@@ -1,5 +1,5 @@
 import type { AbortableQueryOptions } from 'kysely';
-import type { Db } from '../server/pool.ts';
+import type { Db } from '../db/pool.ts';
 import type { Logger } from '../logger.ts';
 import type { LakeReadGate } from '../lake/read-gate.ts';
 import type { AssetCatalog } from './assets.ts';

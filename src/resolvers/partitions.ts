@@ -2,7 +2,7 @@ import { builder } from './builder.ts';
 import { badInput } from './errors.ts';
 import { quoteForMessage } from './assets.ts';
 import { cancelWith } from './context.ts';
-import type { ChunksTable } from '../server/db-types.ts';
+import type { ChunksTable } from '../db/tables.ts';
 import type { Selectable } from 'kysely';
 
 type ChunkRow = Selectable<ChunksTable>;

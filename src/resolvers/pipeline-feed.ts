@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../server/pool.ts';
+import type { Db } from '../db/pool.ts';
 import { LatestQueue } from '../server/latest-queue.ts';
 import type { Logger } from '../logger.ts';
 import { CachedRead } from '../server/cached-read.ts';

@@ -1,5 +1,5 @@
-import type { Db } from '../server/pool.ts';
-import type { ListenHub } from '../server/listener.ts';
+import type { Db } from '../db/pool.ts';
+import type { ListenHub } from '../db/listen-hub.ts';
 import { LatestQueue } from '../server/latest-queue.ts';
 import type { Logger } from '../logger.ts';
 

@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Db } from './pool.ts';
+import type { Db } from '../db/pool.ts';
 import { readPipelineStatus, type PipelineStatus } from '../resolvers/pipeline-feed.ts';
 import type { Logger } from '../logger.ts';
 import { CachedRead } from './cached-read.ts';

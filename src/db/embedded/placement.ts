@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { dataPaths } from '../../config.ts';
 
 /**
  * Where the embedded Postgres' files live so that the user who runs the server can reach them.
@@ -165,7 +166,7 @@ export function placeEmbeddedPostgres(dataDir: string, binaries: PostgresBinarie
   const stat = fs.statSync(dataDir, { throwIfNoEntry: false });
   if (stat && !stat.isDirectory()) throw new PlacementError(`LAKETS_DATA_DIR ${dataDir} exists but is not a directory`);
   const user = postgresSystemUser();
-  const pgLink = path.join(dataDir, 'pg');
+  const pgLink = dataPaths(dataDir).pgData;
   let pgStat = fs.lstatSync(pgLink, { throwIfNoEntry: false });
   // A pg/ folder without PG_VERSION is what an interrupted initdb leaves: made again from scratch.
   const halfMade = pgStat?.isDirectory() === true && !fs.existsSync(path.join(pgLink, 'PG_VERSION'));

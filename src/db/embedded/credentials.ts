@@ -1,6 +1,6 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
+import { dataPaths } from '../../config.ts';
 
 /**
  * The passwords of the embedded Postgres' roles: generated once per data directory, stored in
@@ -21,7 +21,6 @@ export interface EmbeddedCredentials {
   api: RoleCredential;
 }
 
-export const CREDENTIALS_FILE = 'credentials.json';
 export const SUPERUSER = 'postgres';
 export const APP_ROLE = 'lakets_app';
 export const API_ROLE = 'lakets_api';
@@ -31,7 +30,7 @@ export class CredentialsError extends Error {
 }
 
 export function credentialsPath(dataDir: string): string {
-  return path.join(dataDir, CREDENTIALS_FILE);
+  return dataPaths(dataDir).credentials;
 }
 
 function newPassword(): string {

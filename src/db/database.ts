@@ -1,14 +1,14 @@
 import pg from 'pg';
 import { TICK_TABLE, type Config } from '../config.ts';
-import { roleUrl, type EmbeddedCredentials } from './credentials.ts';
+import { roleUrl, type EmbeddedCredentials } from './embedded/credentials.ts';
 import { DatabaseProbe, type DatabaseHealth } from './database-health.ts';
-import { ensureDatabase, runningEmbeddedServer } from './embedded-postgres.ts';
-import { protectJobLocks, secureEmbeddedDatabase } from './embedded-roles.ts';
+import { ensureDatabase, runningEmbeddedServer } from './embedded/postgres.ts';
+import { protectJobLocks, secureEmbeddedDatabase } from './roles.ts';
 import { migrate } from './migrate.ts';
-import { PostgresSupervisor } from './postgres-supervisor.ts';
+import { PostgresSupervisor } from './embedded/supervisor.ts';
 import type { Logger } from '../logger.ts';
 
-export { API_ROLE, APP_ROLE } from './credentials.ts';
+export { API_ROLE, APP_ROLE } from './embedded/credentials.ts';
 
 export interface DatabaseHandle {
   /** General connection of the jobs and the tick streamer (the app role on the embedded server). */

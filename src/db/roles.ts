@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { scramVerifier, type EmbeddedCredentials } from './credentials.ts';
+import { scramVerifier, type EmbeddedCredentials } from './embedded/credentials.ts';
 import type { Logger } from '../logger.ts';
 
 /**

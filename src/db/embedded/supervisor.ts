@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { dataPaths } from '../../config.ts';
 import { roleUrl } from './credentials.ts';
-import type { DatabaseHealth } from './database-health.ts';
+import type { DatabaseHealth } from '../database-health.ts';
 import {
   launchPostmaster,
   prepareEmbeddedCluster,
@@ -10,9 +11,9 @@ import {
   type EmbeddedPostgresOptions,
   type Postmaster,
   type PostgresExit,
-} from './embedded-postgres.ts';
-import type { Logger } from '../logger.ts';
-import { killOrphanedBackends } from './postgres-processes.ts';
+} from './postgres.ts';
+import type { Logger } from '../../logger.ts';
+import { killOrphanedBackends } from './processes.ts';
 
 export interface SupervisorOptions extends EmbeddedPostgresOptions {
   logger: Logger;
@@ -115,7 +116,7 @@ export class PostgresSupervisor {
     const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
     this.state = 'restarting';
     this.reason = `Postgres exited unexpectedly (${how}); restarting`;
-    logger.error({ pid: this.postmaster?.pid, exit: how, log: path.join(this.cluster.dataDir, 'postgres.log') }, 'embedded Postgres exited unexpectedly; restarting it');
+    logger.error({ pid: this.postmaster?.pid, exit: how, log: dataPaths(this.cluster.dataDir).postgresLog }, 'embedded Postgres exited unexpectedly; restarting it');
     const maxRestarts = this.options.maxRestarts ?? 3;
     const windowMs = this.options.windowMs ?? 60_000;
     let lastError = how;
@@ -128,7 +129,7 @@ export class PostgresSupervisor {
       }
       if (this.attempts.length >= maxRestarts) {
         return this.fail(
-          `embedded Postgres could not be restarted: ${maxRestarts} attempts within ${Math.round(windowMs / 1000)} s, the last: ${lastError} (see ${path.join(this.cluster.dataDir, 'postgres.log')})`,
+          `embedded Postgres could not be restarted: ${maxRestarts} attempts within ${Math.round(windowMs / 1000)} s, the last: ${lastError} (see ${dataPaths(this.cluster.dataDir).postgresLog})`,
         );
       }
       await new Promise((resolve) => setTimeout(resolve, RESTART_DELAYS_MS[Math.min(this.attempts.length, RESTART_DELAYS_MS.length - 1)]));
