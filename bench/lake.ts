@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { CdfSync } from '../jobs/cdf-sync.ts';
+import { CdfSync } from '../src/cdf/cdf-sync.ts';
 import { copyTicks, ensureSymbols } from '../jobs/stream-ticks.ts';
 import { TickGenerator, nowMicros } from '../jobs/tick-generator.ts';
 import { parseLsn } from '../src/lake/lsn.ts';

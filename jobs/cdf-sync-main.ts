@@ -4,7 +4,7 @@
 // ones (LAKETS_CDF_CRASH_AT, LAKETS_CDF_CRASH_AFTER_COMMITS) exist for the exactly-once tests.
 
 import { dataPaths } from '../src/config.ts';
-import { CdfSync, runCdfSyncOnce, type CdfSyncOptions } from './cdf-sync.ts';
+import { CdfSync, runCdfSyncOnce, type CdfSyncOptions } from '../src/cdf/cdf-sync.ts';
 import { openJobEntry } from './entry.ts';
 
 const { config, logger, db } = await openJobEntry();

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CdfSync, runCdfSyncOnce, seqRanges } from '../jobs/cdf-sync.ts';
+import { CdfSync, runCdfSyncOnce, seqRanges } from '../src/cdf/cdf-sync.ts';
 import { CDF_CRASH_POINTS, type CdfCrashPoint } from '../src/config.ts';
 import { copyTicks } from '../jobs/stream-ticks.ts';
 import { TickGenerator, type Tick } from '../jobs/tick-generator.ts';

@@ -15,7 +15,7 @@ import { readCredentials, roleUrl, writeCredentials, type EmbeddedCredentials } 
 import { startEmbeddedPostgres } from '../src/db/embedded/postgres.ts';
 import { runJobOnce } from '../jobs/job.ts';
 import { partitionManager } from '../jobs/partition-manager.ts';
-import { runCdfSyncOnce } from '../jobs/cdf-sync.ts';
+import { runCdfSyncOnce } from '../src/cdf/cdf-sync.ts';
 import { freePort } from './helpers/ports.ts';
 import { createTestDatabase } from './helpers/database.ts';
 import { protectJobLocks } from '../src/db/roles.ts';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { sourceTicks } from './helpers/lake.ts';
-import { CdfSync } from '../jobs/cdf-sync.ts';
+import { CdfSync } from '../src/cdf/cdf-sync.ts';
 import { parseLsn } from '../src/lake/lsn.ts';
 import { withDuckDBConnection } from '../src/lake/duckdb.ts';
 import { REPO_ROOT } from './helpers/processes.ts';

@@ -1,7 +1,7 @@
 import { PgoutputPlugin } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
 import { describe, expect, it } from 'vitest';
-import { decodeInsertValues, RowPgoutputPlugin, type RowInsertMessage } from '../jobs/pgoutput-rows.ts';
+import { decodeInsertValues, RowPgoutputPlugin, type RowInsertMessage } from '../src/cdf/pgoutput-rows.ts';
 
 // pgoutput protocol v1 messages built byte by byte (PostgreSQL docs, "Logical Replication Message Formats").
 const OID = 0x9000_0001 | 0; // above 2^31: read as a negative int32 by the package, and so by the plugin

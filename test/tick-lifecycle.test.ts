@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { lakeTicks, sourceTicks, waitFor } from './helpers/lake.ts';
-import { CdfSync } from '../jobs/cdf-sync.ts';
+import { CdfSync } from '../src/cdf/cdf-sync.ts';
 import { runJobOnce, type Job } from '../jobs/job.ts';
 import { partitionManager } from '../jobs/partition-manager.ts';
 import { retention } from '../jobs/retention.ts';

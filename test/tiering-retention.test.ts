@@ -6,7 +6,7 @@ import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { gql, startTestApi } from './helpers/api.ts';
 import { lakeTicks, sourceTicks } from './helpers/lake.ts';
-import { CdfSync } from '../jobs/cdf-sync.ts';
+import { CdfSync } from '../src/cdf/cdf-sync.ts';
 import { parseLsn } from '../src/lake/lsn.ts';
 import { runJobOnce } from '../jobs/job.ts';
 import { partitionManager } from '../jobs/partition-manager.ts';

@@ -10,7 +10,7 @@ import { SCHEDULED_JOBS } from '../../jobs/registry.ts';
 import { partitionManager } from '../../jobs/partition-manager.ts';
 import { vendorRoutes } from './vendor-routes.ts';
 import { TickStreamer, streamOptions } from '../../jobs/stream-ticks.ts';
-import { CdfSync } from '../../jobs/cdf-sync.ts';
+import { CdfSync } from '../../src/cdf/cdf-sync.ts';
 import { runBackfill } from '../../jobs/backfill.ts';
 
 /**

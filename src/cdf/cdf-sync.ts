@@ -36,12 +36,12 @@ import {
   changeFeedPartition,
   sourceBinding,
   type SourceColumn,
-} from '../src/lake/change-feed-table.ts';
-import { formatLsn, formatMicrosUtc, parseLsn } from '../src/lake/lsn.ts';
-import { commitFileName, DeltaTableWriter, type LakeRow, type LakeTimestamp, type LakeValue, type WriterStage } from '../src/lake/writer.ts';
-import { DeltaCommitConflictError, DeltaTableMismatchError } from '../src/lake/writer-errors.ts';
-import type { Logger } from '../src/logger.ts';
-import { TICK_TABLE, type CdfCrashPoint } from '../src/config.ts';
+} from '../lake/change-feed-table.ts';
+import { formatLsn, formatMicrosUtc, parseLsn } from '../lake/lsn.ts';
+import { commitFileName, DeltaTableWriter, type LakeRow, type LakeTimestamp, type LakeValue, type WriterStage } from '../lake/writer.ts';
+import { DeltaCommitConflictError, DeltaTableMismatchError } from '../lake/writer-errors.ts';
+import type { Logger } from '../logger.ts';
+import { TICK_TABLE, type CdfCrashPoint } from '../config.ts';
 
 
 export interface CdfSyncOptions {

@@ -13,7 +13,7 @@
 import { PgoutputPlugin } from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
 import type { Client } from 'pg';
-import type { LakeValue } from '../src/lake/writer.ts';
+import type { LakeValue } from '../lake/writer.ts';
 
 /** An insert: the new row's values (null for SQL NULL), in the relation's column order. */
 export interface RowInsertMessage {
