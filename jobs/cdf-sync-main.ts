@@ -3,7 +3,7 @@
 // Its settings are npm start's (LAKETS_CDF_*, see the README's Configuration); the crash-injection
 // ones (LAKETS_CDF_CRASH_AT, LAKETS_CDF_CRASH_AFTER_COMMITS) exist for the exactly-once tests.
 
-import { dataPaths } from '../src/config.ts';
+import { lakeTableDir } from '../src/config.ts';
 import { CdfSync, runCdfSyncOnce, type CdfSyncOptions } from '../src/cdf/cdf-sync.ts';
 import { openJobEntry } from './entry.ts';
 
@@ -11,7 +11,7 @@ const { config, logger, db } = await openJobEntry();
 
 const options: CdfSyncOptions = {
   url: db.directUrl,
-  lakeDir: dataPaths(config.dataDir).lake,
+  tableDir: lakeTableDir(config.dataDir),
   batchMaxRows: config.cdf.batchMaxRows,
   batchMaxMs: config.cdf.batchMaxMs,
   checkpointInterval: config.cdf.checkpointEvery,

@@ -10,8 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CdfSync, runCdfSyncOnce, seqRanges } from '../src/cdf/cdf-sync.ts';
-import { CDF_CRASH_POINTS, type CdfCrashPoint } from '../src/config.ts';
+import { CdfSync, runCdfSyncOnce } from '../src/cdf/cdf-sync.ts';
+import { seqRanges } from '../src/cdf/shadow-purge.ts';
+import { CDF_CRASH_POINTS, lakeTableDir, type CdfCrashPoint } from '../src/config.ts';
 import { copyTicks } from '../jobs/stream-ticks.ts';
 import { TickGenerator, type Tick } from '../jobs/tick-generator.ts';
 import { loadSnapshot } from '../src/lake/index.ts';
@@ -217,9 +218,8 @@ describe('cdf_sync end to end', () => {
     const expected = new Expected();
     // Changes made before the slot exists reach the lake through the slot's exported snapshot.
     await writeRound(client, generator, expected, 400, 0);
-    const lakeDir = path.join(dataDir, 'lake');
-    const tableDir = path.join(lakeDir, 'stock_ticks');
-    const sync = new CdfSync({ url: t.url, lakeDir, batchMaxRows: 1_000, batchMaxMs: 150, statusIntervalMs: 200, checkpointInterval: 4 });
+    const tableDir = lakeTableDir(dataDir);
+    const sync = new CdfSync({ url: t.url, tableDir, batchMaxRows: 1_000, batchMaxMs: 150, statusIntervalMs: 200, checkpointInterval: 4 });
     await sync.start();
     try {
       expect((await cdfState(client))?.state).toBe('STREAMING');
@@ -262,10 +262,10 @@ describe('cdf_sync end to end', () => {
     expect((await cdfState(client))?.state).toBe('STOPPED');
 
     // A restart with nothing new writes nothing twice; new changes after it arrive once.
-    const again = await runCdfSyncOnce({ url: t.url, lakeDir, batchMaxMs: 100, statusIntervalMs: 100 });
+    const again = await runCdfSyncOnce({ url: t.url, tableDir, batchMaxMs: 100, statusIntervalMs: 100 });
     expect(again.commits).toBe(0);
     await writeRound(client, generator, expected, 100, 5);
-    await runCdfSyncOnce({ url: t.url, lakeDir, batchMaxMs: 100, statusIntervalMs: 100 });
+    await runCdfSyncOnce({ url: t.url, tableDir, batchMaxMs: 100, statusIntervalMs: 100 });
     await expectLakeEqualsSource(client, tableDir, expected);
   });
 });
@@ -316,7 +316,7 @@ describe('crash safety and restarts (own embedded Postgres)', () => {
       const dbName = `crash_${point.replaceAll('-', '_')}${loseSlot ? '_slot' : ''}`;
       const { url, client } = await freshDatabase(dbName);
       const dataDir = tempDir(`cdf-${point}`);
-      const tableDir = path.join(dataDir, 'lake', 'stock_ticks');
+      const tableDir = lakeTableDir(dataDir);
       const generator = new TickGenerator(SYMBOLS, { seed: point.length });
       const expected = new Expected();
       let child: Spawned | undefined;
@@ -388,10 +388,10 @@ describe('crash safety and restarts (own embedded Postgres)', () => {
     const { url, client: first } = await freshDatabase('pg_restart');
     let client = first;
     const dataDir = tempDir('cdf-pg-restart');
-    const tableDir = path.join(dataDir, 'lake', 'stock_ticks');
+    const tableDir = lakeTableDir(dataDir);
     const generator = new TickGenerator(SYMBOLS, { seed: 5 });
     const expected = new Expected();
-    const sync = new CdfSync({ url, lakeDir: path.join(dataDir, 'lake'), batchMaxRows: 1_000, batchMaxMs: 150, statusIntervalMs: 200, reconnectDelayMs: 300 });
+    const sync = new CdfSync({ url, tableDir, batchMaxRows: 1_000, batchMaxMs: 150, statusIntervalMs: 200, reconnectDelayMs: 300 });
     try {
       await writeRound(client, generator, expected, 300, 0);
       await sync.start();
@@ -424,7 +424,7 @@ describe('wal_level check', () => {
     try {
       const url = await ensureDatabase(server.adminUrl, 'replica_only');
       await migrate(url);
-      const error = await runCdfSyncOnce({ url, lakeDir: path.join(dir, 'lake') }).catch((e: unknown) => e);
+      const error = await runCdfSyncOnce({ url, tableDir: lakeTableDir(dir) }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(Error);
       expect((error as Error).message).toMatch(/wal_level is 'replica'.*wal_level = logical/);
       const client = new pg.Client({ connectionString: url });

@@ -9,6 +9,7 @@ import { parseLsn } from '../src/lake/lsn.ts';
 import { withDuckDBConnection } from '../src/lake/duckdb.ts';
 import { REPO_ROOT } from './helpers/processes.ts';
 import { createLogger } from '../src/logger.ts';
+import { lakeTableDir } from '../src/config.ts';
 
 /**
  * The README's DuckDB snippet, run as a user would paste it (docs/ARCHITECTURE.md H13: it must read the live
@@ -28,7 +29,7 @@ beforeAll(async () => {
   t = await createTestDatabase('snippet');
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lakets-snippet-'));
   await t.query('SELECT lakets.run_partition_manager()');
-  const sync = new CdfSync({ url: t.url, lakeDir: path.join(dataDir, 'lake'), batchMaxMs: 100, statusIntervalMs: 200, logger: createLogger('silent') });
+  const sync = new CdfSync({ url: t.url, tableDir: lakeTableDir(dataDir), batchMaxMs: 100, statusIntervalMs: 200, logger: createLogger('silent') });
   await sync.start();
   await t.query(`INSERT INTO stock_ticks (time, symbol, price, volume)
                  SELECT now() - (g || ' ms')::interval, (ARRAY['AAPL','MSFT','NVDA'])[1 + g % 3], 100 + g, g FROM generate_series(1, 3000) g`);

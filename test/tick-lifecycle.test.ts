@@ -110,7 +110,7 @@ describe('the lifecycle of ticks at the ends of the accepted range', () => {
   });
 
   it('syncs each tick to the Delta date partition of its UTC day', async () => {
-    sync = new CdfSync({ url: t.url, lakeDir: path.join(dataDir, 'lake'), batchMaxMs: 200, statusIntervalMs: 200, logger });
+    sync = new CdfSync({ url: t.url, tableDir: lakeTableDir(dataDir), batchMaxMs: 200, statusIntervalMs: 200, logger });
     await sync.start();
     await catchUp();
     const tableDir = lakeTableDir(config.dataDir);

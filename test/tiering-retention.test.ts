@@ -28,7 +28,7 @@ const OLD = Date.UTC(2026, 5, 1, 10, 0, 0);
 const minute = (n: number) => new Date(OLD + n * 60_000);
 
 async function startSync(): Promise<CdfSync> {
-  const s = new CdfSync({ url: t.url, lakeDir: path.join(dataDir, 'lake'), batchMaxMs: 200, statusIntervalMs: 200, logger });
+  const s = new CdfSync({ url: t.url, tableDir: lakeTableDir(dataDir), batchMaxMs: 200, statusIntervalMs: 200, logger });
   await s.start();
   return s;
 }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { dataPaths, lakeTableDir, loadConfig } from '../../src/config.ts';
+import { lakeTableDir, loadConfig } from '../../src/config.ts';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startApi, type ApiServer } from '../../src/server/app.ts';
@@ -97,7 +97,7 @@ try {
   // is reported and leaves the lake and tiering closed; the rest of the demo keeps running.
   sync = new CdfSync({
     url: db.directUrl,
-    lakeDir: dataPaths(config.dataDir).lake,
+    tableDir: lakeTableDir(config.dataDir),
     batchMaxMs: config.cdf.batchMaxMs,
     logger,
   });
