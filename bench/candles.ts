@@ -1,7 +1,8 @@
 import pg from 'pg';
-import { TickStreamer, copyTicks, ensureSymbols } from '../jobs/stream-ticks.ts';
+import { TickStreamer } from '../src/ticks/streamer.ts';
+import { copyTicks, ensureSymbols } from '../src/ticks/tick-table.ts';
 import { createLogger } from '../src/logger.ts';
-import { TickGenerator, nowMicros, type Tick } from '../jobs/tick-generator.ts';
+import { TickGenerator, nowMicros, type Tick } from '../src/ticks/generator.ts';
 import { benchDatabase, percentile } from './harness.ts';
 import { benchIngest } from './ingest.ts';
 import { apiTypes } from '../src/db/pg-types.ts';

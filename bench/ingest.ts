@@ -1,10 +1,10 @@
 import pg from 'pg';
-import { copyTicks, ensureSymbols } from '../jobs/stream-ticks.ts';
-import { TickGenerator, nowMicros, type Tick } from '../jobs/tick-generator.ts';
+import { copyTicks, ensureSymbols } from '../src/ticks/tick-table.ts';
+import { TickGenerator, nowMicros, type Tick } from '../src/ticks/generator.ts';
 import { startApi } from '../src/server/app.ts';
 import { createLogger } from '../src/logger.ts';
 import { DEFAULT_API_STATEMENT_TIMEOUT_MS } from '../src/config.ts';
-import { TickStreamer } from '../jobs/stream-ticks.ts';
+import { TickStreamer } from '../src/ticks/streamer.ts';
 import { benchDatabase, percentile } from './harness.ts';
 
 export interface IngestOptions {

@@ -2,12 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { collect, gql, startTestApi, waitFor, wsClient } from './helpers/api.ts';
 import type { ApiServer } from '../src/server/app.ts';
-import { runJobOnce } from '../jobs/job.ts';
-import { partitionManager } from '../jobs/partition-manager.ts';
-import { rollupRefresh } from '../jobs/rollup-refresh.ts';
+import { runJobOnce } from '../src/scheduler/job.ts';
+import { partitionManager } from '../src/lifecycle/partition-manager.ts';
+import { rollupRefresh } from '../src/lifecycle/rollup-refresh.ts';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
-import { seededRandom } from '../jobs/tick-generator.ts';
+import { seededRandom } from '../src/ticks/generator.ts';
 
 let t: TestDatabase;
 let api: ApiServer;

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { runJobOnce, type Job } from '../jobs/job.ts';
-import { partitionManager } from '../jobs/partition-manager.ts';
-import { Scheduler } from '../jobs/scheduler.ts';
-import { TickStreamer } from '../jobs/stream-ticks.ts';
+import { runJobOnce, type Job } from '../src/scheduler/job.ts';
+import { partitionManager } from '../src/lifecycle/partition-manager.ts';
+import { Scheduler } from '../src/scheduler/scheduler.ts';
+import { TickStreamer } from '../src/ticks/streamer.ts';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { waitFor } from './helpers/api.ts';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { seededRandom } from '../jobs/tick-generator.ts';
+import { seededRandom } from '../src/ticks/generator.ts';
 
 let t: TestDatabase;
 

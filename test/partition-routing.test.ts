@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { copyTicks } from '../jobs/stream-ticks.ts';
-import { TickGenerator, nowMicros } from '../jobs/tick-generator.ts';
+import { copyTicks } from '../src/ticks/tick-table.ts';
+import { TickGenerator, nowMicros } from '../src/ticks/generator.ts';
 
 let t: TestDatabase;
 

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { bruteCandles, expectSameCandles, insertTicks, liveCandles, type Candle, type TestTick } from './helpers/ticks.ts';
-import { runJobOnce } from '../jobs/job.ts';
-import { rollupRefresh } from '../jobs/rollup-refresh.ts';
+import { runJobOnce } from '../src/scheduler/job.ts';
+import { rollupRefresh } from '../src/lifecycle/rollup-refresh.ts';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 

@@ -9,9 +9,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { bruteCandles, expectSameCandles, insertTicks, liveCandles, type TestTick } from './helpers/ticks.ts';
-import { copyTicks } from '../jobs/stream-ticks.ts';
-import { TICK_LIMITS } from '../jobs/tick-limits.ts';
-import { TickGenerator } from '../jobs/tick-generator.ts';
+import { copyTicks } from '../src/ticks/tick-table.ts';
+import { TICK_LIMITS } from '../src/ticks/limits.ts';
+import { TickGenerator } from '../src/ticks/generator.ts';
 import { migrate, SQL_DIR } from '../src/db/migrate.ts';
 
 let t: TestDatabase;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { TickGenerator, formatMicros } from '../jobs/tick-generator.ts';
+import { TickGenerator } from '../src/ticks/generator.ts';
+import { formatMicrosUtc } from '../src/lake/lsn.ts';
 
 const specs = [
   { symbol: 'AAPL', basePrice: 228.5, volatility: 0.25 },
@@ -35,10 +36,10 @@ describe('synthetic tick generator', () => {
   });
 
   it('formats microsecond timestamps for COPY without losing precision', () => {
-    expect(formatMicros(1_700_000_000_123_456n)).toBe('2023-11-14 22:13:20.123456+00');
-    expect(formatMicros(1_700_000_000_000_001n)).toBe('2023-11-14 22:13:20.000001+00');
+    expect(formatMicrosUtc(1_700_000_000_123_456n)).toBe('2023-11-14 22:13:20.123456+00');
+    expect(formatMicrosUtc(1_700_000_000_000_001n)).toBe('2023-11-14 22:13:20.000001+00');
     // before 1970 the epoch microseconds are negative; the fraction still counts forward
-    expect(formatMicros(-631_151_999_876_544n)).toBe('1950-01-01 00:00:00.123456+00');
-    expect(formatMicros(-2_208_988_800_000_000n)).toBe('1900-01-01 00:00:00.000000+00');
+    expect(formatMicrosUtc(-631_151_999_876_544n)).toBe('1950-01-01 00:00:00.123456+00');
+    expect(formatMicrosUtc(-2_208_988_800_000_000n)).toBe('1900-01-01 00:00:00.000000+00');
   });
 });

@@ -8,12 +8,12 @@ import { gql, startTestApi } from './helpers/api.ts';
 import { lakeTicks, sourceTicks } from './helpers/lake.ts';
 import { CdfSync } from '../src/cdf/cdf-sync.ts';
 import { parseLsn } from '../src/lake/lsn.ts';
-import { runJobOnce } from '../jobs/job.ts';
-import { partitionManager } from '../jobs/partition-manager.ts';
-import { rollupRefresh } from '../jobs/rollup-refresh.ts';
-import { tiering } from '../jobs/tiering.ts';
-import { retention } from '../jobs/retention.ts';
-import { GATE_BATCH } from '../jobs/durability-gate.ts';
+import { runJobOnce } from '../src/scheduler/job.ts';
+import { partitionManager } from '../src/lifecycle/partition-manager.ts';
+import { rollupRefresh } from '../src/lifecycle/rollup-refresh.ts';
+import { tiering } from '../src/lifecycle/tiering.ts';
+import { retention } from '../src/lifecycle/retention.ts';
+import { GATE_BATCH } from '../src/lifecycle/durability-gate.ts';
 import { lakeTableDir, loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 

@@ -5,13 +5,13 @@ import { openDatabase, type DatabaseHandle } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startApi, type ApiServer } from '../../src/server/app.ts';
 import { assertSafeExposure } from '../../src/server/exposure.ts';
-import { Scheduler } from '../../jobs/scheduler.ts';
-import { SCHEDULED_JOBS } from '../../jobs/registry.ts';
-import { partitionManager } from '../../jobs/partition-manager.ts';
+import { Scheduler } from '../../src/scheduler/scheduler.ts';
+import { SCHEDULED_JOBS } from '../../src/lifecycle/scheduled-jobs.ts';
+import { partitionManager } from '../../src/lifecycle/partition-manager.ts';
 import { vendorRoutes } from './vendor-routes.ts';
-import { TickStreamer, streamOptions } from '../../jobs/stream-ticks.ts';
+import { TickStreamer, streamOptions } from '../../src/ticks/streamer.ts';
 import { CdfSync } from '../../src/cdf/cdf-sync.ts';
-import { runBackfill } from '../../jobs/backfill.ts';
+import { runBackfill } from '../../src/ticks/backfill.ts';
 
 /**
  * npm start: the whole pipeline in one process tree — Postgres (embedded unless DATABASE_URL),

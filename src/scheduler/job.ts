@@ -1,6 +1,6 @@
 import pg from 'pg';
-import type { Config } from '../src/config.ts';
-import type { Logger } from '../src/logger.ts';
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
 
 export interface JobContext {
   client: pg.Client;
@@ -65,10 +65,12 @@ export async function runJobOnce(url: string, job: Job, config: Config, logger: 
           runId,
           JSON.stringify({ error: error.message }),
         ])
-        .catch(() => undefined);
+        .catch((recordError: Error) =>
+          logger.warn({ job: job.name, err: recordError.message }, 'could not record the failed run in lakets.job_runs; it stays "running" there'),
+        );
       return { status: 'failed', error, ms: Date.now() - started };
     }
   } finally {
-    await client.end().catch(() => undefined);
+    await client.end().catch((error: Error) => logger.debug({ job: job.name, err: error.message }, 'closing a job connection failed; it is gone either way'));
   }
 }

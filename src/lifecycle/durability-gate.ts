@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
-import { loadSnapshot } from '../src/lake/snapshot.ts';
-import { rangeFingerprint, type RangeFingerprint } from '../src/lake/fingerprint.ts';
-import { lakeTableDir, type Config } from '../src/config.ts';
+import { loadSnapshot } from '../lake/snapshot.ts';
+import { rangeFingerprint, type RangeFingerprint } from '../lake/fingerprint.ts';
+import { lakeTableDir, type Config } from '../config.ts';
 
 export interface ChunkRow {
   id: string;

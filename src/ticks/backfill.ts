@@ -16,11 +16,11 @@
 // last value cache), so the price path continues without a jump.
 
 import type pg from 'pg';
-import { TICK_TABLE, type Config } from '../src/config.ts';
-import type { Logger } from '../src/logger.ts';
-import { runJobOnce, type Job, type JobResult } from './job.ts';
-import { copyTicks, ensureSymbols, latestPrices } from './stream-ticks.ts';
-import { TickGenerator } from './tick-generator.ts';
+import { TICK_TABLE, type Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import { runJobOnce, type Job, type JobResult } from '../scheduler/job.ts';
+import { copyTicks, ensureSymbols, latestPrices } from './tick-table.ts';
+import { TickGenerator } from './generator.ts';
 
 /** One tick every this many milliseconds per symbol: 20 ticks in every minute candle. */
 const TICK_SPACING_MS = 3_000;

@@ -1,4 +1,4 @@
-import { clamp, TICK_LIMITS } from './tick-limits.ts';
+import { clamp, TICK_LIMITS } from './limits.ts';
 
 /**
  * Synthetic ticks: a seeded geometric Brownian motion per symbol around its base price, with
@@ -127,16 +127,6 @@ function roundPrice(p: number): number {
   if (p < 1e-6) return clamp(Number(p.toPrecision(6)), TICK_LIMITS.minPrice, TICK_LIMITS.maxPrice);
   const digits = p >= 1000 ? 2 : p >= 1 ? 4 : 6;
   return clamp(Number(p.toFixed(digits)), TICK_LIMITS.minPrice, TICK_LIMITS.maxPrice);
-}
-
-/** "YYYY-MM-DD HH:MM:SS.ffffff+00" for COPY: microseconds survive, unlike a JS Date. */
-export function formatMicros(micros: bigint): string {
-  // Floor division, so that times before 1970 (negative micros) keep a positive fraction.
-  const fracMicros = ((micros % 1_000_000n) + 1_000_000n) % 1_000_000n;
-  const seconds = (micros - fracMicros) / 1_000_000n;
-  const iso = new Date(Number(seconds) * 1000).toISOString(); // 2026-11-24T15:04:05.000Z
-  const frac = fracMicros.toString().padStart(6, '0');
-  return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${frac}+00`;
 }
 
 export function nowMicros(): bigint {

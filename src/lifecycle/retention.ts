@@ -1,4 +1,4 @@
-import type { Job } from './job.ts';
+import type { Job } from '../scheduler/job.ts';
 import { gateCandidates } from './durability-gate.ts';
 
 /** Drops tiered chunks past the drop threshold, re-proving durability under the chunk lock. */

@@ -2,8 +2,8 @@ import { partitionManager } from './partition-manager.ts';
 import { rollupRefresh } from './rollup-refresh.ts';
 import { tiering } from './tiering.ts';
 import { retention } from './retention.ts';
-import type { Job } from './job.ts';
-import type { ScheduledJob } from './scheduler.ts';
+import type { Job } from '../scheduler/job.ts';
+import type { ScheduledJob } from '../scheduler/scheduler.ts';
 
 /** Every scheduled job with its cadences (docs/ARCHITECTURE.md §8). */
 export const SCHEDULED_JOBS: ScheduledJob[] = [

@@ -1,4 +1,4 @@
-import type { Job } from './job.ts';
+import type { Job } from '../scheduler/job.ts';
 
 /** Premakes chunks, moves rows out of the default partition, refreshes chunk sizes. */
 export const partitionManager: Job = {

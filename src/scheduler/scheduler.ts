@@ -1,6 +1,6 @@
 import { Cron } from 'croner';
-import type { Config } from '../src/config.ts';
-import type { Logger } from '../src/logger.ts';
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
 import { runJobOnce, type Job, type JobOutcome } from './job.ts';
 
 export interface ScheduledJob {

@@ -1,4 +1,4 @@
-import type { Job } from './job.ts';
+import type { Job } from '../scheduler/job.ts';
 import { gateCandidates } from './durability-gate.ts';
 
 /** Flags aged chunks tiered once the lake provably holds every one of their rows. */
