@@ -1,6 +1,6 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
-import { startApi } from '../src/server/app.ts';
+import { startApi } from '../src/main.ts';
 import { createLogger } from '../src/logger.ts';
 import { DEFAULT_API_STATEMENT_TIMEOUT_MS } from '../src/config.ts';
 import { OPERATION_LIMITS } from '../src/server/operation-limits.ts';

@@ -6,7 +6,7 @@ import { TickGenerator, nowMicros, type Tick } from '../src/ticks/generator.ts';
 import { benchDatabase, percentile } from './harness.ts';
 import { benchIngest } from './ingest.ts';
 import { apiTypes } from '../src/db/pg-types.ts';
-import type { CandleRow } from '../src/resolvers/candle-feed.ts';
+import type { CandleRow } from '../src/services/candles.ts';
 
 export interface CandlesOptions {
   /** Symbols of the dataset (1 tick/s each over one UTC day). */

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { copyTicks, ensureSymbols } from '../src/ticks/tick-table.ts';
 import { TickGenerator, nowMicros, type Tick } from '../src/ticks/generator.ts';
-import { startApi } from '../src/server/app.ts';
+import { startApi } from '../src/main.ts';
 import { createLogger } from '../src/logger.ts';
 import { DEFAULT_API_STATEMENT_TIMEOUT_MS } from '../src/config.ts';
 import { TickStreamer } from '../src/ticks/streamer.ts';

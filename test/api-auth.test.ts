@@ -3,7 +3,7 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { collect, gql, startTestApi, waitFor, wsClient } from './helpers/api.ts';
-import type { ApiServer } from '../src/server/app.ts';
+import type { RunningApi as ApiServer } from '../src/main.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { assertSafeExposure, defaultOrigins, ExposureError, isLoopbackHost } from '../src/server/exposure.ts';
 

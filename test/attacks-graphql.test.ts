@@ -2,7 +2,7 @@ import { getIntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { collect, gql, startTestApi, waitFor, wsClient } from './helpers/api.ts';
-import type { ApiServer } from '../src/server/app.ts';
+import type { RunningApi as ApiServer } from '../src/main.ts';
 import { OPERATION_LIMITS } from '../src/server/operation-limits.ts';
 
 /**

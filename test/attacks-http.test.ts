@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { gql, startTestApi, waitFor } from './helpers/api.ts';
 import { REPO_ROOT } from './helpers/processes.ts';
-import type { ApiServer } from '../src/server/app.ts';
+import type { RunningApi as ApiServer } from '../src/main.ts';
 import { vendorRoutes } from '../demo/live/vendor-routes.ts';
 
 /**
@@ -157,6 +157,25 @@ describe('GraphQL over HTTP', () => {
     } finally {
       await t.query('ALTER FUNCTION lakets.show_rollup_dag_away() RENAME TO show_rollup_dag');
     }
+  });
+
+  it('answers a refused argument with BAD_USER_INPUT at its field, and logs no internal error for it', async () => {
+    const res = await fetch(`${api.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ ticks(symbol: "NOPE") { price } }' }),
+    });
+    const body = (await res.json()) as { errors: Array<{ message: string; path: string[]; locations: unknown[]; extensions: Record<string, unknown> }> };
+    expect(body.errors[0]).toMatchObject({
+      message: 'unknown symbol "NOPE"',
+      path: ['ticks'],
+      locations: [{ line: 1, column: 3 }],
+      extensions: { code: 'BAD_USER_INPUT', argument: 'symbol' },
+    });
+    // The request's log lines, if any, are not internal errors.
+    const requestId = res.headers.get('x-request-id');
+    await stillServing();
+    expect(logLines.filter((l) => l.requestId === requestId && l.msg === 'internal error in a GraphQL operation')).toEqual([]);
   });
 
   it('shows a failed job as its kind, not its message', async () => {

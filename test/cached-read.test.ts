@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CachedRead } from '../src/server/cached-read.ts';
+import { CachedRead } from '../src/services/cached-read.ts';
 
 /** The read behind /metrics and Query.pipeline: one database read per period, however many callers. */
 describe('CachedRead', () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { collect, gql, startTestApi, waitFor, wsClient } from './helpers/api.ts';
-import type { ApiServer } from '../src/server/app.ts';
+import type { RunningApi as ApiServer } from '../src/main.ts';
 import { runJobOnce } from '../src/scheduler/job.ts';
 import { partitionManager } from '../src/lifecycle/partition-manager.ts';
 import { rollupRefresh } from '../src/lifecycle/rollup-refresh.ts';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { collect, gql, startTestApi, waitFor, wsClient } from './helpers/api.ts';
-import type { ApiServer } from '../src/server/app.ts';
+import type { RunningApi as ApiServer } from '../src/main.ts';
 
 let t: TestDatabase;
 let api: ApiServer;

@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, type AbortableQueryOptions } from 'kysely';
 import pg from 'pg';
 import type { Database } from './tables.ts';
 import { apiTypes } from './pg-types.ts';
@@ -43,4 +43,12 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
 
 export function createDb(pool: pg.Pool): Db {
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/**
+ * Query options that stop the database work when `signal` fires (the client went away): the running
+ * statement is cancelled (pg_cancel_backend), its connection stays in the pool.
+ */
+export function cancelledBy(signal: AbortSignal | undefined): AbortableQueryOptions {
+  return signal ? { signal, inflightQueryAbortStrategy: 'cancel query' } : {};
 }

@@ -6,7 +6,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { startTestApi } from '../helpers/api.ts';
 import { REPO_ROOT } from '../helpers/processes.ts';
-import type { ApiServer } from '../../src/server/app.ts';
+import type { RunningApi as ApiServer } from '../../src/main.ts';
 import { vendorRoutes } from '../../demo/live/vendor-routes.ts';
 
 /**

@@ -1,11 +1,11 @@
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { startApi, type ApiOptions, type ApiServer } from '../../src/server/app.ts';
+import { startApi, type ApiOptions, type RunningApi } from '../../src/main.ts';
 import { createLogger } from '../../src/logger.ts';
 import { DEFAULT_API_STATEMENT_TIMEOUT_MS } from '../../src/config.ts';
 
 /** An API on a free port; no authentication and the default origins unless `extra` says otherwise. */
-export async function startTestApi(url: string, extra: Partial<ApiOptions> = {}): Promise<ApiServer> {
+export async function startTestApi(url: string, extra: Partial<ApiOptions> = {}): Promise<RunningApi> {
   return startApi({
     apiUrl: url,
     listenUrl: url,

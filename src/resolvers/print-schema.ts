@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { printedSchema } from '../resolvers/schema.ts';
+import { printedSchema } from './schema.ts';
 
 /** npm run schema: regenerates the checked-in schema.graphql from the code. */
 const target = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'schema.graphql');

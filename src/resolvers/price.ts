@@ -1,6 +1,7 @@
+import { MAX_SYMBOLS_PER_REQUEST } from '../services/assets.ts';
+import type { Price } from '../services/prices.ts';
+import { AssetRef } from './asset.ts';
 import { builder } from './builder.ts';
-import { AssetRef, MAX_SYMBOLS_PER_REQUEST } from './assets.ts';
-import type { Price } from './price-feed.ts';
 
 export const PriceRef = builder.objectRef<Price>('Price').implement({
   description: 'The latest tick of a symbol, from the last value cache.',
@@ -13,7 +14,7 @@ export const PriceRef = builder.objectRef<Price>('Price').implement({
     asset: t.field({
       type: AssetRef,
       nullable: true,
-      resolve: (price, _args, ctx) => ctx.assets.get(price.symbol),
+      resolve: (price, _args, ctx) => ctx.services.assets.get(price.symbol),
     }),
   }),
 });
@@ -31,8 +32,8 @@ builder.queryField('latestPrice', (t) =>
     description: 'The latest price of a symbol; null while the symbol has no tick yet.',
     args: { symbol: t.arg.string({ required: true }) },
     resolve: async (_root, args, ctx) => {
-      const symbol = await ctx.assets.requireSymbol(args.symbol);
-      return (await ctx.prices.latest([symbol]))[0] ?? null;
+      const symbol = await ctx.services.assets.requireSymbol(args.symbol);
+      return (await ctx.services.prices.latest([symbol]))[0] ?? null;
     },
   }),
 );
@@ -43,7 +44,7 @@ builder.queryField('latestPrices', (t) =>
     description: 'Latest prices of the given symbols (at most 100), or of every symbol when omitted; symbols without ticks are left out.',
     args: { symbols: t.arg.stringList({ required: false }) },
     complexity: (args) => symbolsCost(args.symbols),
-    resolve: async (_root, args, ctx) => ctx.prices.latest(await ctx.assets.requireSymbols(args.symbols)),
+    resolve: async (_root, args, ctx) => ctx.services.prices.latest(await ctx.services.assets.requireSymbols(args.symbols)),
   }),
 );
 
@@ -55,8 +56,8 @@ builder.subscriptionField('priceUpdated', (t) =>
     args: { symbols: t.arg.stringList({ required: false }) },
     complexity: (args) => symbolsCost(args.symbols),
     subscribe: async (_root, args, ctx) => {
-      const symbols = args.symbols ? await ctx.assets.requireSymbols(args.symbols) : null;
-      return ctx.prices.subscribe(symbols);
+      const symbols = args.symbols ? await ctx.services.assets.requireSymbols(args.symbols) : null;
+      return ctx.services.prices.subscribe(symbols);
     },
     resolve: (price) => price,
   }),

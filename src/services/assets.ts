@@ -1,13 +1,6 @@
 import type { Db } from '../db/pool.ts';
 import type { StockAssetsTable } from '../db/tables.ts';
-import { badInput } from './errors.ts';
-import { builder } from './builder.ts';
-
-/** A client's string inside an error message: shortened, control characters escaped (it may be anything). */
-export function quoteForMessage(value: string, max = 24): string {
-  const short = value.length > max ? `${value.slice(0, max)}…` : value;
-  return JSON.stringify(short);
-}
+import { InputError, quoteForMessage } from './input-error.ts';
 
 export type Asset = StockAssetsTable;
 
@@ -52,42 +45,21 @@ export class AssetCatalog {
   /** Validates one symbol argument: well-formed and a known asset. */
   async requireSymbol(symbol: string, argument = 'symbol'): Promise<string> {
     if (!SYMBOL_PATTERN.test(symbol)) {
-      throw badInput(`${quoteForMessage(symbol)} is not a valid symbol: 1-16 characters of A-Z, 0-9, "." and "-"`, { argument });
+      throw new InputError(`${quoteForMessage(symbol)} is not a valid symbol: 1-16 characters of A-Z, 0-9, "." and "-"`, { argument });
     }
-    if (!(await this.get(symbol))) throw badInput(`unknown symbol "${symbol}"`, { argument });
+    if (!(await this.get(symbol))) throw new InputError(`unknown symbol "${symbol}"`, { argument });
     return symbol;
   }
 
   /** Validates a list argument; null means every known symbol. */
   async requireSymbols(symbols: readonly string[] | null | undefined, argument = 'symbols'): Promise<string[]> {
     if (symbols === null || symbols === undefined) return [...(await this.all()).keys()];
-    if (symbols.length === 0) throw badInput(`${argument} must not be empty (omit it for every symbol)`, { argument });
+    if (symbols.length === 0) throw new InputError(`${argument} must not be empty (omit it for every symbol)`, { argument });
     if (symbols.length > MAX_SYMBOLS_PER_REQUEST) {
-      throw badInput(`too many symbols: ${symbols.length} given, at most ${MAX_SYMBOLS_PER_REQUEST} per request`, { argument });
+      throw new InputError(`too many symbols: ${symbols.length} given, at most ${MAX_SYMBOLS_PER_REQUEST} per request`, { argument });
     }
     const unique = [...new Set(symbols)];
     for (const s of unique) await this.requireSymbol(s, argument);
     return unique;
   }
 }
-
-export const AssetRef = builder.objectRef<Asset>('Asset').implement({
-  description: 'A tradable instrument of the reference table stock_assets.',
-  fields: (t) => ({
-    symbol: t.exposeString('symbol'),
-    name: t.exposeString('name'),
-    sector: t.exposeString('sector'),
-    exchange: t.exposeString('exchange'),
-    basePrice: t.exposeFloat('base_price', { description: 'Reference price the synthetic feed starts from.' }),
-    volatility: t.exposeFloat('volatility', { description: 'Annualised volatility used by the synthetic feed.' }),
-  }),
-});
-
-builder.queryField('assets', (t) =>
-  t.field({
-    type: [AssetRef],
-    description: 'Every reference asset, ordered by symbol.',
-    complexity: { field: 1, multiplier: MAX_SYMBOLS_PER_REQUEST },
-    resolve: async (_root, _args, ctx) => [...(await ctx.assets.all()).values()],
-  }),
-);

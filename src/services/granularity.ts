@@ -1,4 +1,4 @@
-/** Candle granularities of the demo rollups and their bucket widths. */
+/** Candle granularities (one OHLCV rollup each: ohlcv_1min, ohlcv_1hour, ohlcv_1day) and their bucket widths. */
 export type Granularity = 'minute' | 'hour' | 'day';
 
 export const BUCKET_MS: Record<Granularity, number> = {

@@ -1,19 +1,7 @@
+import { TICK_TABLE } from '../config.ts';
+import type { LakeStatus } from '../services/pipeline.ts';
 import { builder } from './builder.ts';
-import type { PipelineStatus } from './pipeline-feed.ts';
 import { publicFailure } from './public-errors.ts';
-
-export interface LakeStatus {
-  state: string;
-  committedLsn: string | null;
-  deltaVersion: number | null;
-  rowsSynced: number;
-  updatedAt: string | null;
-  slotName: string | null;
-  slotActive: boolean;
-  slotRetainedBytes: number | null;
-  slotLagBytes: number | null;
-  error: string | null;
-}
 
 export const LakeStatusRef = builder.objectRef<LakeStatus>('LakeStatus').implement({
   description: 'The change-feed sync into the Delta Lake table (lakets.cdf_state and its replication slot).',
@@ -39,16 +27,12 @@ export const LakeStatusRef = builder.objectRef<LakeStatus>('LakeStatus').impleme
   }),
 });
 
-export function lakeOf(status: PipelineStatus): LakeStatus | null {
-  return (status.lake as LakeStatus | null | undefined) ?? null;
-}
-
 builder.queryField('lake', (t) =>
   t.field({
     type: LakeStatusRef,
     nullable: true,
-    description: 'State of the change-feed sync of stock_ticks into the lake; null when sync is not enabled.',
+    description: `State of the change-feed sync of ${TICK_TABLE} into the lake; null when sync is not enabled.`,
     complexity: 50,
-    resolve: async (_root, _args, ctx) => lakeOf(await ctx.pipeline.read()),
+    resolve: async (_root, _args, ctx) => (await ctx.services.pipeline.read()).lake ?? null,
   }),
 );
