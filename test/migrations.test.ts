@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { migrate, readMigrations, SQL_DIR } from '../src/db/migrate.ts';
+import { FUNCTIONS_FOLDER, migrate, readFunctionFiles, readHistory, readMigrations, SQL_DIR } from '../src/db/migrate.ts';
 
 let t: TestDatabase;
 let dir: string;
@@ -11,35 +11,62 @@ let dir: string;
 beforeAll(async () => {
   t = await createTestDatabase('migrations', { migrate: false });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lakets-migrations-'));
-  for (const f of fs.readdirSync(SQL_DIR)) fs.copyFileSync(path.join(SQL_DIR, f), path.join(dir, f));
+  fs.cpSync(SQL_DIR, dir, { recursive: true });
 });
 afterAll(async () => {
   await t.drop();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+async function ledgers(): Promise<{ migrations: unknown[]; functions: unknown[] }> {
+  return {
+    migrations: (await t.query('SELECT version, file, checksum FROM lakets.schema_migrations ORDER BY version')).rows,
+    functions: (await t.query('SELECT file, checksum FROM lakets.schema_functions ORDER BY file')).rows,
+  };
+}
+
 describe('migrations', () => {
   it('applies every file of src/sql in order and records each with its checksum', async () => {
     const applied = await migrate(t.url, dir);
-    const files = readMigrations(dir);
-    expect(applied).toEqual(files.map((f) => f.file));
-    expect(applied).toEqual([...applied].sort());
-    const { rows } = await t.query<{ version: string; file: string; checksum: string }>(
-      'SELECT version, file, checksum FROM lakets.schema_migrations ORDER BY version',
-    );
-    expect(rows).toEqual(files.map((f) => ({ version: f.version, file: f.file, checksum: f.checksum })));
+    const migrations = readMigrations(dir);
+    const functionFiles = readFunctionFiles(dir);
+    expect([...applied].sort()).toEqual([...migrations, ...functionFiles].map((f) => f.file).sort());
+    // Numbered migrations in order; each function file right after the last migration it needs
+    // (its number), before the next one, which may call it.
+    const numbered = applied.filter((f) => !f.startsWith(FUNCTIONS_FOLDER));
+    expect(numbered).toEqual(migrations.map((m) => m.file));
+    for (const f of functionFiles) {
+      const at = applied.indexOf(f.file);
+      const before = applied.slice(0, at).filter((a) => !a.startsWith(FUNCTIONS_FOLDER));
+      expect(before, f.file).toEqual(migrations.filter((m) => m.version <= f.version).map((m) => m.file));
+    }
+    expect(await ledgers()).toEqual({
+      migrations: migrations.map((m) => ({ version: m.version, file: m.file, checksum: m.checksum })),
+      functions: functionFiles.map((f) => ({ file: f.file, checksum: f.checksum })),
+    });
   });
 
   it('is a no-op when re-run', async () => {
     const before = await t.query('SELECT * FROM lakets.schema_migrations ORDER BY version');
+    const functionsBefore = await t.query('SELECT * FROM lakets.schema_functions ORDER BY file');
     expect(await migrate(t.url, dir)).toEqual([]);
-    const after = await t.query('SELECT * FROM lakets.schema_migrations ORDER BY version');
-    expect(after.rows).toEqual(before.rows);
+    expect((await t.query('SELECT * FROM lakets.schema_migrations ORDER BY version')).rows).toEqual(before.rows);
+    expect((await t.query('SELECT * FROM lakets.schema_functions ORDER BY file')).rows).toEqual(functionsBefore.rows);
   });
 
   it('survives concurrent start-ups migrating the same database', async () => {
     const results = await Promise.all([migrate(t.url, dir), migrate(t.url, dir), migrate(t.url, dir)]);
     expect(results).toEqual([[], [], []]);
+  });
+
+  it('re-applies a function file whose text changed, and only that one', async () => {
+    const file = path.join(dir, FUNCTIONS_FOLDER, '020_pipeline.sql');
+    fs.appendFileSync(file, `\nCREATE OR REPLACE FUNCTION lakets.migration_probe() RETURNS int LANGUAGE sql AS $$ SELECT 7 $$;\n`);
+    expect(await migrate(t.url, dir)).toEqual([`${FUNCTIONS_FOLDER}/020_pipeline.sql`]);
+    expect((await t.query('SELECT lakets.migration_probe() AS n')).rows).toEqual([{ n: 7 }]);
+    fs.copyFileSync(path.join(SQL_DIR, FUNCTIONS_FOLDER, '020_pipeline.sql'), file);
+    await t.query('DROP FUNCTION lakets.migration_probe()');
+    expect(await migrate(t.url, dir)).toEqual([`${FUNCTIONS_FOLDER}/020_pipeline.sql`]);
   });
 
   it('applies a new migration and refuses an applied one whose file changed', async () => {
@@ -49,12 +76,53 @@ describe('migrations', () => {
     await expect(migrate(t.url, dir)).rejects.toThrow(/migration 001_core.sql was already applied .* applied migrations must not change/);
   });
 
-  it('rolls back a failing migration entirely and reports it', async () => {
+  it('takes an applied migration under a new name, or with a checksum history.json lists, as the same one, and records today’s file', async () => {
     fs.copyFileSync(path.join(SQL_DIR, '001_core.sql'), path.join(dir, '001_core.sql'));
+    const first = readMigrations(dir)[0]!;
+    // a database that applied 001 when the file had another name and another text
+    await t.query(`UPDATE lakets.schema_migrations SET file = '001_old_name.sql', checksum = 'feedface' WHERE version = '001'`);
+    await expect(migrate(t.url, dir)).rejects.toThrow(/already applied as 001_old_name.sql/);
+    const history = readHistory(dir);
+    fs.writeFileSync(path.join(dir, 'history.json'), JSON.stringify({ ...history, superseded: { ...history.superseded, '001': ['feedface'] } }));
+    expect(await migrate(t.url, dir)).toEqual([]);
+    expect((await t.query(`SELECT file, checksum FROM lakets.schema_migrations WHERE version = '001'`)).rows).toEqual([
+      { file: first.file, checksum: first.checksum },
+    ]);
+  });
+
+  it('refuses a migration that takes a retired number', async () => {
+    const [retired] = Object.keys(readHistory(dir).retired);
+    expect(retired).toBeDefined();
+    fs.writeFileSync(path.join(dir, `${retired}_reused.sql`), 'SELECT 1;\n');
+    await expect(migrate(t.url, dir)).rejects.toThrow(new RegExp(`uses the retired number ${retired}`));
+    fs.rmSync(path.join(dir, `${retired}_reused.sql`));
+  });
+
+  it('rolls back a failing migration entirely and reports it', async () => {
     fs.writeFileSync(path.join(dir, '998_broken.sql'), 'CREATE TABLE lakets.half_done (id int);\nSELECT no_such_function();\n');
     fs.rmSync(path.join(dir, '999_extra.sql'));
     await expect(migrate(t.url, dir)).rejects.toThrow(/migration 998_broken.sql failed: function no_such_function\(\) does not exist/);
     const { rows } = await t.query(`SELECT to_regclass('lakets.half_done') AS r`);
     expect(rows[0]!.r).toBeNull();
+  });
+});
+
+describe('src/sql', () => {
+  /** Names of the functions and aggregates a file creates by name (generated ones are made with format). */
+  function definedIn(sql: string): string[] {
+    return [...sql.matchAll(/CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|AGGREGATE)\s+(lakets\.[a-z_0-9]+)\s*\(/gi)].map((m) => m[1]!.toLowerCase());
+  }
+
+  it('defines every function in one function file, and none in a numbered migration', () => {
+    for (const m of readMigrations()) expect(definedIn(m.sql), m.file).toEqual([]);
+    const owner = new Map<string, string>();
+    for (const f of readFunctionFiles()) {
+      for (const name of new Set(definedIn(f.sql))) {
+        expect(owner.get(name), `${name} in ${f.file}`).toBeUndefined();
+        owner.set(name, f.file);
+      }
+    }
+    expect(owner.get('lakets.candles')).toBe(`${FUNCTIONS_FOLDER}/011_candles.sql`);
+    expect(owner.get('lakets.refresh_rollup')).toBe(`${FUNCTIONS_FOLDER}/004_rollups.sql`);
   });
 });
