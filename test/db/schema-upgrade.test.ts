@@ -1,18 +1,19 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { migrate, readFunctionFiles, readHistory, readMigrations } from '../../src/db/migrate.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { useTestContext } from '../helpers/context.ts';
+import type { TestDatabase } from '../helpers/database.ts';
+import { REPO_ROOT } from '../helpers/processes.ts';
 import { bruteCandles, expectSameCandles, insertTicks, liveCandles } from '../helpers/ticks.ts';
 
 // Databases made before the function files existed (test/fixtures/legacy-sql: every function inside
 // the numbered migrations, the product's tables under "demo" names) must start with today's code,
 // keep their data, and end up with exactly the schema a new database gets.
 
-const LEGACY_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'legacy-sql');
+const LEGACY_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'legacy-sql');
 
 /** What the migrator of that time did: each file once, in order, recorded with its checksum. */
 async function migrateAsBefore(url: string, upTo = '999'): Promise<void> {
@@ -109,20 +110,19 @@ const D = Date.UTC(2026, 6, 1);
 const iso = (ms: number) => new Date(ms).toISOString();
 
 describe('a database made before the function files', () => {
+  // The context's own database is the new one the others must equal.
+  const ctx = useTestContext('upgrade_fresh', { migrate: false });
   let legacy: TestDatabase;
   let older: TestDatabase;
   let fresh: TestDatabase;
 
   beforeAll(async () => {
-    [legacy, older, fresh] = await Promise.all([
-      createTestDatabase('upgrade_legacy', { migrate: false }),
-      createTestDatabase('upgrade_older', { migrate: false }),
-      createTestDatabase('upgrade_fresh', { migrate: false }),
+    fresh = ctx.db;
+    [legacy, older] = await Promise.all([
+      ctx.newDatabase('upgrade_legacy', { migrate: false }),
+      ctx.newDatabase('upgrade_older', { migrate: false }),
     ]);
     await migrate(fresh.url);
-  });
-  afterAll(async () => {
-    await Promise.all([legacy?.drop(), older?.drop(), fresh?.drop()]);
   });
 
   it('is taken over: its migrations accepted under today’s names, the function files applied, its data kept, the schema a new database’s', async () => {
