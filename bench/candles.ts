@@ -75,7 +75,7 @@ type Bar = Omit<CandleRow, 'final' | 'filled'> & { final?: boolean };
 export async function benchCandles(options: CandlesOptions): Promise<Record<string, unknown>> {
   const report: Record<string, unknown> = {};
   const bench = await benchDatabase('candles');
-  // Connection set up as the API's pool sets up its own (src/server/pool.ts): same type parsers,
+  // Connection set up as the API's pool sets up its own (src/db/pool.ts): same type parsers,
   // UTC session; the raw baseline runs on the same connection.
   const client = new pg.Client({ connectionString: bench.url, types: apiTypes });
   await client.connect();

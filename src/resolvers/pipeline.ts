@@ -1,6 +1,6 @@
 import { DEFAULT_RECENT_PARTITIONS, MAX_RECENT_PARTITIONS } from '../services/partitions.ts';
 import type { PipelineStatus } from '../services/pipeline.ts';
-import { granularityOfRollup } from '../services/watermarks.ts';
+import { watermarkOf } from '../services/watermarks.ts';
 import { builder } from './builder.ts';
 import { JobStatusRef } from './job-status.ts';
 import { LakeStatusRef } from './lake-status.ts';
@@ -27,15 +27,7 @@ export const PipelineRef = builder.objectRef<PipelineStatus>('Pipeline').impleme
     watermarks: t.field({
       type: [WatermarkRef],
       description: 'Every rollup in refresh order with its watermark (advanced by rollup_refresh).',
-      resolve: (p) =>
-        p.rollups.map((r) => ({
-          rollup: r.rollup,
-          granularity: granularityOfRollup(r.rollup),
-          watermark: r.watermark ? new Date(r.watermark) : null,
-          pendingInvalidations: r.pendingInvalidations,
-          lastRefreshAt: r.lastRefreshAt ? new Date(r.lastRefreshAt) : null,
-          lastRefreshMs: r.lastRefreshMs,
-        })),
+      resolve: (p) => p.rollups.map(watermarkOf),
     }),
     jobs: t.field({ type: [JobStatusRef], complexity: { field: 1, multiplier: 8 }, resolve: (p) => p.jobs }),
     lake: t.field({

@@ -1,7 +1,7 @@
 /**
  * A request the services refuse because of what the client asked (a malformed or unknown symbol, a
  * limit or window out of bounds): the API reports it as BAD_USER_INPUT with `details` as extensions
- * (src/server/public-errors.ts), never as an internal error.
+ * (src/server/error-masking.ts), never as an internal error.
  */
 export class InputError extends Error {
   override name = 'InputError';

@@ -101,7 +101,7 @@ async function claim(client: pg.ClientBase, durationMs: number): Promise<Ledger>
   }
 }
 
-/** The backfill as a job: one connection, a lakets.job_runs row, an advisory lock (jobs/job.ts). */
+/** The backfill as a job: one connection, a lakets.job_runs row, an advisory lock (src/scheduler/job.ts). */
 export function backfillJob(durationMs: number): Job {
   return {
     name: 'backfill',
