@@ -154,6 +154,28 @@ describe('npm start', { timeout: 240_000 }, () => {
   });
 });
 
+describe('npm run serve', { timeout: 240_000 }, () => {
+  it('runs the same application without the dashboard, and stops cleanly', async () => {
+    const port = await freePort();
+    const proc = spawnEntry('src/main.ts', {
+      DATABASE_URL: ctx.db.url,
+      PORT: String(port),
+      LAKETS_DATA_DIR: path.join(tmp, 'serve'),
+      LAKETS_TICK_RATE: '0',
+      LAKETS_BACKFILL: 'off',
+      LOG_LEVEL: 'warn',
+    });
+    await ready(port, proc);
+    expect((await gql(`http://127.0.0.1:${port}`, '{ assets { symbol } }')).data.assets).toHaveLength(10);
+    // no dashboard page and no browser libraries: the service alone
+    expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${port}/vendor/lightweight-charts.js`)).status).toBe(404);
+    expect(proc.output()).not.toContain('Dashboard:');
+    proc.child.kill('SIGINT');
+    expect(await proc.exited).toBe(0);
+  });
+});
+
 describe('npm run jobs', { timeout: 120_000 }, () => {
   it('runs one job once against DATABASE_URL and exits 0', async () => {
     const proc = spawnEntry('jobs/cli.ts', { DATABASE_URL: ctx.db.url, LOG_LEVEL: 'info' }, ['partition_manager']);
