@@ -1,7 +1,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
-import { startApi } from '../src/server/app.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { startApi } from '../src/main.ts';
+import { createLogger } from '../src/logger.ts';
+import { DEFAULT_API_STATEMENT_TIMEOUT_MS } from '../src/config.ts';
 import { OPERATION_LIMITS } from '../src/server/operation-limits.ts';
 import { benchDatabase, percentile } from './harness.ts';
 
@@ -94,7 +95,7 @@ export async function benchAbuse(options: AbuseOptions): Promise<Record<string, 
     await client.query('ANALYZE stock_ticks');
     const seedSeconds = round((performance.now() - t0) / 1000);
 
-    const api = await startApi({ apiUrl: bench.url, listenUrl: bench.url, port: 0, logger, security: { apiTokens: [], allowAnonymous: false } });
+    const api = await startApi({ apiUrl: bench.url, listenUrl: bench.url, port: 0, logger, security: { apiTokens: [], allowAnonymous: false }, statementTimeoutMs: DEFAULT_API_STATEMENT_TIMEOUT_MS });
     const operations = abusiveOperations(Date.now());
     // Each must be accepted: the point is the worst the limits let through.
     const accepted: Record<string, number> = {};

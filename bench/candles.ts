@@ -1,11 +1,12 @@
 import pg from 'pg';
-import { TickStreamer, copyTicks, ensureSymbols } from '../jobs/stream-ticks.ts';
-import { createLogger } from '../src/server/logger.ts';
-import { TickGenerator, nowMicros, type Tick } from '../jobs/tick-generator.ts';
+import { TickStreamer } from '../src/ticks/streamer.ts';
+import { copyTicks, ensureSymbols } from '../src/ticks/tick-table.ts';
+import { createLogger } from '../src/logger.ts';
+import { TickGenerator, nowMicros, type Tick } from '../src/ticks/generator.ts';
 import { benchDatabase, percentile } from './harness.ts';
 import { benchIngest } from './ingest.ts';
-import { apiTypes } from '../src/server/pg-types.ts';
-import type { CandleRow } from '../src/resolvers/candle-feed.ts';
+import { apiTypes } from '../src/db/pg-types.ts';
+import type { CandleRow } from '../src/services/candles.ts';
 
 export interface CandlesOptions {
   /** Symbols of the dataset (1 tick/s each over one UTC day). */
@@ -74,7 +75,7 @@ type Bar = Omit<CandleRow, 'final' | 'filled'> & { final?: boolean };
 export async function benchCandles(options: CandlesOptions): Promise<Record<string, unknown>> {
   const report: Record<string, unknown> = {};
   const bench = await benchDatabase('candles');
-  // Connection set up as the API's pool sets up its own (src/server/pool.ts): same type parsers,
+  // Connection set up as the API's pool sets up its own (src/db/pool.ts): same type parsers,
   // UTC session; the raw baseline runs on the same connection.
   const client = new pg.Client({ connectionString: bench.url, types: apiTypes });
   await client.connect();

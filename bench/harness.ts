@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { startEmbeddedPostgres, ensureDatabase, type EmbeddedPostgres } from '../src/server/embedded-postgres.ts';
-import { migrate } from '../src/server/migrate.ts';
+import { startEmbeddedPostgres, ensureDatabase, type EmbeddedPostgres } from '../src/db/embedded/postgres.ts';
+import { migrate } from '../src/db/migrate.ts';
 import { freePort } from '../test/helpers/ports.ts';
 
 export const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'results');

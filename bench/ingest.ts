@@ -1,9 +1,10 @@
 import pg from 'pg';
-import { copyTicks, ensureSymbols } from '../jobs/stream-ticks.ts';
-import { TickGenerator, nowMicros, type Tick } from '../jobs/tick-generator.ts';
-import { startApi } from '../src/server/app.ts';
-import { createLogger } from '../src/server/logger.ts';
-import { TickStreamer } from '../jobs/stream-ticks.ts';
+import { copyTicks, ensureSymbols } from '../src/ticks/tick-table.ts';
+import { TickGenerator, nowMicros, type Tick } from '../src/ticks/generator.ts';
+import { startApi } from '../src/main.ts';
+import { createLogger } from '../src/logger.ts';
+import { DEFAULT_API_STATEMENT_TIMEOUT_MS } from '../src/config.ts';
+import { TickStreamer } from '../src/ticks/streamer.ts';
 import { benchDatabase, percentile } from './harness.ts';
 
 export interface IngestOptions {
@@ -101,7 +102,14 @@ export async function benchIngest(options: IngestOptions): Promise<Record<string
 
     // latestPrice latency over HTTP, idle and while stream_ticks runs at 1,000 ticks/s.
     const logger = createLogger('silent');
-    const api = await startApi({ apiUrl: bench.url, listenUrl: bench.url, port: 0, logger });
+    const api = await startApi({
+      apiUrl: bench.url,
+      listenUrl: bench.url,
+      port: 0,
+      logger,
+      security: { apiTokens: [], allowAnonymous: false },
+      statementTimeoutMs: DEFAULT_API_STATEMENT_TIMEOUT_MS,
+    });
     const query = JSON.stringify({ query: '{ latestPrice(symbol: "AAPL") { price time } }' });
     const measure = async (seconds: number) => {
       const samples: number[] = [];

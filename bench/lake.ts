@@ -2,11 +2,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { CdfSync } from '../jobs/cdf-sync.ts';
-import { copyTicks, ensureSymbols } from '../jobs/stream-ticks.ts';
-import { TickGenerator, nowMicros } from '../jobs/tick-generator.ts';
+import { CdfSync } from '../src/cdf/cdf-sync.ts';
+import { copyTicks, ensureSymbols } from '../src/ticks/tick-table.ts';
+import { TickGenerator, nowMicros } from '../src/ticks/generator.ts';
 import { parseLsn } from '../src/lake/lsn.ts';
-import { createLogger } from '../src/server/logger.ts';
+import { createLogger } from '../src/logger.ts';
+import { lakeTableDir } from '../src/config.ts';
 import { benchDatabase } from './harness.ts';
 import { benchIngest } from './ingest.ts';
 
@@ -28,7 +29,7 @@ export async function benchLake(options: LakeBenchOptions): Promise<Record<strin
   const lakeRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'lakets-bench-lake-'));
   const client = new pg.Client({ connectionString: bench.url });
   await client.connect();
-  const sync = new CdfSync({ url: bench.url, lakeDir: lakeRoot, logger: createLogger('silent') });
+  const sync = new CdfSync({ url: bench.url, tableDir: lakeTableDir(lakeRoot), logger: createLogger('silent') });
   try {
     await client.query(`SELECT lakets.set_chronotable_policy('stock_ticks', '10 minutes')`);
     await client.query('SELECT lakets.run_partition_manager()');

@@ -1,7 +1,7 @@
 import { openJobEntry } from './entry.ts';
-import { runJobOnce } from './job.ts';
-import { JOBS } from './registry.ts';
-import { TickStreamer, streamOptions } from './stream-ticks.ts';
+import { runJobOnce } from '../src/scheduler/job.ts';
+import { JOBS } from '../src/lifecycle/scheduled-jobs.ts';
+import { TickStreamer, streamOptions } from '../src/ticks/streamer.ts';
 
 /**
  * npm run jobs -- <name> [--seconds N]

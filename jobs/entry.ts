@@ -2,9 +2,9 @@
 // or the embedded Postgres of LAKETS_DATA_DIR, joined when `npm start` already runs it) — or one
 // clear line and exit 1 when the database cannot be opened.
 
-import { loadConfig, type Config } from '../src/server/config.ts';
-import { openDatabase, type DatabaseHandle } from '../src/server/database.ts';
-import { createLogger, type Logger } from '../src/server/logger.ts';
+import { loadConfig, type Config } from '../src/config.ts';
+import { openDatabase, type DatabaseHandle } from '../src/db/database.ts';
+import { createLogger, type Logger } from '../src/logger.ts';
 
 export async function openJobEntry(): Promise<{ config: Config; logger: Logger; db: DatabaseHandle }> {
   const config = loadConfig();

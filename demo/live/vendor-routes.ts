@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { fileRoute } from '../../src/server/static-files.ts';
 
 /**
  * The dashboard's browser libraries, served straight out of node_modules (no copy in the repository,
@@ -10,38 +11,11 @@ import { createRequire } from 'node:module';
  */
 const require = createRequire(import.meta.url);
 
-const JS = 'text/javascript; charset=utf-8';
+/** The versions are pinned in package-lock, so an hour of caching is harmless. */
+const CACHE = 'public, max-age=3600';
 
 function packageDir(name: string): string {
   return path.dirname(require.resolve(`${name}/package.json`));
-}
-
-function fileRoute(file: string): http.RequestListener {
-  return (req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' });
-      res.end();
-      return;
-    }
-    fs.stat(file, (err, stat) => {
-      if (err) {
-        res.writeHead(404, { 'content-type': 'text/plain' });
-        res.end('not found');
-        return;
-      }
-      // The version is pinned in package-lock, so an hour of caching is harmless.
-      res.writeHead(200, { 'content-type': JS, 'content-length': stat.size, 'cache-control': 'public, max-age=3600' });
-      if (req.method === 'HEAD') {
-        res.end();
-        return;
-      }
-      // A read error or a client leaving mid-way ends this response only.
-      const stream = fs.createReadStream(file);
-      stream.on('error', () => res.destroy());
-      res.on('close', () => stream.destroy());
-      stream.pipe(res);
-    });
-  };
 }
 
 /** `file` and every relative module it imports (transitively), as names relative to its folder. */
@@ -70,12 +44,12 @@ export function vendorRoutes(): Record<string, http.RequestListener> {
   // serve the whole closure under one folder so the relative imports resolve in the browser.
   const wsDist = path.join(packageDir('graphql-ws'), 'dist');
   for (const name of relativeImportClosure(path.join(wsDist, 'client.js'))) {
-    routes[`/vendor/graphql-ws/${name}`] = fileRoute(path.join(wsDist, name));
+    routes[`/vendor/graphql-ws/${name}`] = fileRoute(path.join(wsDist, name), CACHE);
   }
 
   const chartsFile = path.join(packageDir('lightweight-charts'), 'dist', 'lightweight-charts.standalone.production.mjs');
   if (!fs.existsSync(chartsFile)) throw new Error(`lightweight-charts: ${chartsFile} is missing (npm install)`);
-  routes['/vendor/lightweight-charts.js'] = fileRoute(chartsFile);
+  routes['/vendor/lightweight-charts.js'] = fileRoute(chartsFile, CACHE);
 
   return routes;
 }

@@ -1,7 +1,14 @@
 import SchemaBuilder from '@pothos/core';
 import ComplexityPlugin from '@pothos/plugin-complexity';
-import type { ApiContext } from './context.ts';
-import { parseDateTime } from './date-time.ts';
+import type { Services } from '../services/services.ts';
+
+/** One request's context: the process's services plus who asked and whether they are still there. */
+export interface ApiContext {
+  services: Services;
+  requestId: string;
+  /** Aborted when the client goes away (HTTP request closed, SSE or WebSocket operation ended). */
+  signal: AbortSignal;
+}
 
 export const builder = new SchemaBuilder<{
   Context: ApiContext;
@@ -21,12 +28,6 @@ export const builder = new SchemaBuilder<{
     defaultListMultiplier: 10,
     disabled: true,
   },
-});
-
-builder.scalarType('DateTime', {
-  description: 'An instant in time as an ISO-8601 string with a time-zone offset, e.g. "2026-11-24T15:04:05.123Z" (outputs are UTC).',
-  serialize: (value) => (value instanceof Date ? value.toISOString() : new Date(value).toISOString()),
-  parseValue: (value) => parseDateTime(value),
 });
 
 builder.queryType({});

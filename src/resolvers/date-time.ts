@@ -1,3 +1,4 @@
+import { builder } from './builder.ts';
 import { badInput } from './errors.ts';
 
 /**
@@ -45,3 +46,9 @@ export function parseDateTime(value: unknown): Date {
   if (!fieldsValid) throw badInput(`"${shown}" is not a valid DateTime: no such date or time`, { expected: 'ISO-8601 date-time with offset' });
   return new Date(local - offsetMinutes * 60_000);
 }
+
+builder.scalarType('DateTime', {
+  description: 'An instant in time as an ISO-8601 string with a time-zone offset, e.g. "2026-11-24T15:04:05.123Z" (outputs are UTC).',
+  serialize: (value) => (value instanceof Date ? value.toISOString() : new Date(value).toISOString()),
+  parseValue: (value) => parseDateTime(value),
+});

@@ -1,12 +1,16 @@
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { builder } from './builder.ts';
-// Each domain module registers its types and fields on the builder when imported.
-import './assets.ts';
-import './prices.ts';
-import './partitions.ts';
-import './candles.ts';
-import './lake.ts';
-import './ticks.ts';
+// Each type's module registers the type and its root fields on the builder when imported.
+import './date-time.ts';
+import './asset.ts';
+import './price.ts';
+import './candle.ts';
+import './watermark.ts';
+import './partition.ts';
+import './partition-counts.ts';
+import './job-status.ts';
+import './lake-status.ts';
+import './tick.ts';
 import './pipeline.ts';
 
 let schema: GraphQLSchema | undefined;

@@ -2,50 +2,46 @@ import crypto from 'node:crypto';
 import type http from 'node:http';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createYoga, useErrorHandler, useExecutionCancellation, shouldRenderGraphiQL } from 'graphql-yoga';
 import { GraphQLError } from 'graphql';
-import { createYoga, maskError, useErrorHandler, useExecutionCancellation, shouldRenderGraphiQL } from 'graphql-yoga';
-import type pg from 'pg';
+import type { SecurityConfig } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import type { ApiContext } from '../resolvers/builder.ts';
 import { buildSchema } from '../resolvers/schema.ts';
-import { AssetCatalog } from '../resolvers/assets.ts';
-import { PriceFeed, LVC_CHANNEL } from '../resolvers/price-feed.ts';
-import { PipelineFeed } from '../resolvers/pipeline-feed.ts';
-import { CandleFeed, CANDLES_CHANNEL } from '../resolvers/candle-feed.ts';
-import type { ApiContext, ApiServices } from '../resolvers/context.ts';
-import { LakeReadGate, DEFAULT_LAKE_READ_GATE, type LakeReadGateOptions } from '../lake/read-gate.ts';
-import { createDb, createPool } from './pool.ts';
-import { ListenHub } from './listener.ts';
-import { Metrics } from './metrics.ts';
-import type { Logger } from './logger.ts';
-import { loadApiStatementTimeoutMs, loadSecurityConfig, type SecurityConfig } from './config.ts';
-import { assertSafeExposure, isLoopbackHost, isWildcardHost, OriginPolicy } from './exposure.ts';
+import type { Services } from '../services/services.ts';
 import { Authenticator } from './auth.ts';
-import { operationLimitsPlugin, OPERATION_LIMITS, type OperationLimits } from './operation-limits.ts';
+import { isUnexpected, publicErrorMasker } from './error-masking.ts';
+import { assertSafeExposure, isLoopbackHost, isWildcardHost, OriginPolicy } from './exposure.ts';
 import { GRAPHIQL_OPTIONS, renderGraphiQLOnce } from './graphiql.ts';
 import { attachGraphqlWs } from './graphql-ws.ts';
-import { serveStatic } from './static-files.ts';
+import { Metrics } from './metrics.ts';
+import { operationLimitsPlugin, OPERATION_LIMITS, type OperationLimits } from './operation-limits.ts';
 import { BodyTooLargeError, readBody } from './request-body.ts';
+import { serveStatic } from './static-files.ts';
 
-export interface ApiOptions {
-  /** Connection for queries (may be a read-only role: DATABASE_API_URL). */
-  apiUrl: string;
-  /** Direct, unpooled connection for LISTEN. */
-  listenUrl: string;
+/** What /ready checks, owned by whoever assembled the server: the API's database and the LISTEN connection. */
+export interface Readiness {
+  /** Resolves when the API's database answers a query. */
+  pingDatabase(): Promise<unknown>;
+  /** The LISTEN connection feeding the subscriptions is up. */
+  listening(): boolean;
+}
+
+export interface ServerOptions {
+  /** The running services every request reads through. */
+  services: Services;
+  readiness: Readiness;
   port: number;
   host?: string;
   logger: Logger;
   /** Extra routes served before GraphQL (dashboard's vendor files). Public: they must hold no data. */
   routes?: Record<string, http.RequestListener>;
+  /** A folder of static files served at / (the dashboard). */
   staticDir?: string;
-  /** The lake table of stock_ticks (LAKETS_DATA_DIR/lake/stock_ticks), for cross-tier reads. */
-  lakeDir?: string;
-  /** Authentication and allowed origins; unset: read from the environment (loadSecurityConfig). */
-  security?: SecurityConfig;
-  /** statement_timeout of the API's sessions; unset: LAKETS_API_STATEMENT_TIMEOUT_MS or 10 s. */
-  statementTimeoutMs?: number;
-  /** Lake (DuckDB) reads: concurrency, queue and per-read timeout. */
-  lakeReads?: LakeReadGateOptions;
-  /** Longest a query waits for a free connection (default 15 s), then SERVER_BUSY. */
-  acquireTimeoutMs?: number;
+  /** Authentication and allowed origins. */
+  security: SecurityConfig;
+  /** statement_timeout of the API's sessions, for the message of a query it stopped. */
+  statementTimeoutMs: number;
   /** Overrides of the operation limits (OPERATION_LIMITS). */
   limits?: Partial<OperationLimits>;
   /** The database's state for /health (503 when not ok); without it /health only says the process is up. */
@@ -56,14 +52,9 @@ export interface ApiServer {
   url: string;
   port: number;
   server: http.Server;
-  hub: ListenHub;
-  /** Short reads (latest prices, assets, pipeline status). */
-  pool: pg.Pool;
-  /** Bulk reads (candles, ticks, partitions). */
-  bulkPool: pg.Pool;
-  services: ApiServices;
   metrics: Metrics;
   origins: OriginPolicy;
+  /** Stops accepting requests and ends the open ones and every subscription (the services stay). */
   close(): Promise<void>;
 }
 
@@ -71,11 +62,6 @@ export const MAX_QUERY_DEPTH = OPERATION_LIMITS.maxDepth;
 /** A GraphQL request is a few kilobytes; this leaves room for long variable lists and nothing more. */
 export const MAX_BODY_BYTES = 100 * 1024;
 export const MAX_WS_OPERATIONS_PER_CONNECTION = 50;
-// Connections: short reads never wait behind bulk ones (20 clients asking for 5,000 candles each
-// must not delay anyone's latestPrice), and bulk reads are few enough at once to leave CPU.
-const SHORT_POOL_SIZE = 6;
-const BULK_POOL_SIZE = 2;
-
 const GRAPHQL_PATH = '/graphql';
 
 function json(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -91,55 +77,31 @@ function graphqlError(res: http.ServerResponse, status: number, code: string, me
   json(res, status, { errors: [{ message, extensions: { code } }] }, headers);
 }
 
-/** An error that is not a deliberate GraphQLError (ours or graphql-js's) is a bug or an outage: it is logged. */
-function isUnexpected(error: unknown): boolean {
-  let e: unknown = error;
-  while (e instanceof GraphQLError) {
-    if (!e.originalError) return false;
-    e = e.originalError;
-  }
-  return true;
-}
-
 export function newRequestId(): string {
   return crypto.randomUUID();
 }
 
-export async function startApi(options: ApiOptions): Promise<ApiServer> {
-  const { logger } = options;
+/**
+ * The HTTP server of the API: GraphQL over HTTP, SSE and graphql-ws on one port (yoga), /health,
+ * /ready, /metrics, the static files. It receives the running services and serves them; it opens
+ * no database connection of its own.
+ */
+export async function startServer(options: ServerOptions): Promise<ApiServer> {
+  const { logger, services, readiness } = options;
   const host = options.host ?? '127.0.0.1';
-  const security = options.security ?? loadSecurityConfig(process.env);
+  const security = options.security;
   assertSafeExposure({ host, security });
   const auth = new Authenticator(security);
   const origins = new OriginPolicy(security.corsOrigins, host, options.port);
+  const statementTimeoutMs = options.statementTimeoutMs;
 
-  const statementTimeoutMs = options.statementTimeoutMs ?? loadApiStatementTimeoutMs(process.env);
-  // A query waits at most this long for a connection: a pile-up of bulk reads fails fast as SERVER_BUSY
-  // instead of holding requests (and their clients) indefinitely.
-  const acquireTimeoutMs = options.acquireTimeoutMs ?? 15_000;
-  const pool = createPool(options.apiUrl, { applicationName: 'lakets-api', max: SHORT_POOL_SIZE, statementTimeoutMs, acquireTimeoutMs });
-  const bulkPool = createPool(options.apiUrl, { applicationName: 'lakets-api-bulk', max: BULK_POOL_SIZE, statementTimeoutMs, acquireTimeoutMs });
-  const db = createDb(pool);
-  const hub = new ListenHub(options.listenUrl, logger, [LVC_CHANNEL, CANDLES_CHANNEL]);
-  await hub.start();
-  const services: ApiServices = {
-    db: createDb(bulkPool),
-    assets: new AssetCatalog(db),
-    prices: new PriceFeed(db, hub, logger),
-    pipeline: new PipelineFeed(db, logger),
-    candles: new CandleFeed(db, hub, logger),
-    lakeReads: new LakeReadGate(options.lakeReads ?? DEFAULT_LAKE_READ_GATE),
-    logger,
-    ...(options.lakeDir ? { lakeDir: options.lakeDir } : {}),
-  };
-
-  const metrics = new Metrics(db, logger);
+  const metrics = new Metrics(() => services.pipeline.readNow(), logger);
   const routes: Record<string, http.RequestListener> = { ...options.routes };
 
   const yoga = createYoga<{ requestId?: string; signal?: AbortSignal }, ApiContext>({
     schema: buildSchema(),
     context: (initial): ApiContext => ({
-      ...services,
+      services,
       requestId: initial.requestId ?? newRequestId(),
       signal: initial.signal ?? initial.request.signal,
     }),
@@ -148,22 +110,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     renderGraphiQL: renderGraphiQLOnce,
     landingPage: false,
     multipart: false,
-    maskedErrors: {
-      maskError: (error, message, isDev) => {
-        // A statement stopped by statement_timeout is the client's to narrow, not a hidden fault.
-        const original = error instanceof GraphQLError ? error.originalError : error;
-        if (original && (original as { code?: string }).code === '57014' && /statement timeout/.test((original as Error).message)) {
-          return new GraphQLError(`the query ran longer than ${statementTimeoutMs} ms and was stopped; ask for less (limit, narrower from/to)`, {
-            extensions: { code: 'QUERY_TIMEOUT' },
-          });
-        }
-        // pg-pool's wait for a free client, or pg's own connect timing out within that budget.
-        if (original instanceof Error && /timeout exceeded when trying to connect|terminated due to connection timeout/.test(original.message)) {
-          return new GraphQLError('the server is busy with other reads; retry shortly', { extensions: { code: 'SERVER_BUSY' } });
-        }
-        return maskError(error, message, isDev);
-      },
-    },
+    maskedErrors: { maskError: publicErrorMasker(statementTimeoutMs) },
     logging: {
       debug: () => undefined,
       info: () => undefined,
@@ -229,12 +176,12 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     }
     if (path === '/ready') {
       try {
-        await pool.query('SELECT 1');
+        await readiness.pingDatabase();
       } catch (err) {
         logger.warn({ requestId, err: (err as Error).message }, 'readiness check: database not reachable');
         return json(res, 503, { status: 'not ready', reason: 'database not reachable' });
       }
-      return hub.connected ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'not ready', reason: 'listener reconnecting' });
+      return readiness.listening() ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'not ready', reason: 'listener reconnecting' });
     }
     if (path === '/metrics') {
       if (!(await requireAuth(req, res, true))) return;
@@ -304,11 +251,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     });
   } catch (err) {
     // e.g. the port is taken: leave nothing open behind the error
-    services.prices.close();
-    services.candles.close();
-    await ws.dispose().catch(() => undefined);
-    await hub.close().catch(() => undefined);
-    await Promise.all([pool.end(), bulkPool.end()]).catch(() => undefined);
+    await ws.dispose().catch((error: Error) => logger.debug({ err: error.message }, 'closing the WebSocket server after a failed listen failed'));
     throw err;
   }
   const port = (server.address() as AddressInfo).port;
@@ -326,22 +269,13 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
     url,
     port,
     server,
-    hub,
-    pool,
-    bulkPool,
-    services,
     metrics,
     origins,
     close() {
       closing ??= (async () => {
-        services.prices.close();
-        services.pipeline.close();
-        services.candles.close();
         await ws.dispose();
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
-        await hub.close();
-        await Promise.all([pool.end(), bulkPool.end()]);
       })();
       return closing;
     },

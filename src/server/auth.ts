@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { jwtVerify, errors as joseErrors } from 'jose';
-import { ConfigError, type SecurityConfig } from './config.ts';
+import { ConfigError, type SecurityConfig } from '../config.ts';
 import { authConfigured } from './exposure.ts';
 
 export type AuthResult = { ok: true; subject: string } | { ok: false; reason: string };

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { ConfigError, type SecurityConfig } from './config.ts';
+import { ConfigError, type SecurityConfig } from '../config.ts';
 
 /**
  * Who can reach the server and from which browser pages: the start-up refusal to serve a

@@ -6,7 +6,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { YogaServerInstance } from 'graphql-yoga';
 import type { Authenticator } from './auth.ts';
 import type { OriginPolicy } from './exposure.ts';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../logger.ts';
 
 export interface GraphqlWsOptions {
   server: http.Server;

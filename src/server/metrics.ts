@@ -1,9 +1,8 @@
 import type http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Db } from './pool.ts';
-import { readPipelineStatus, type PipelineStatus } from '../resolvers/pipeline-feed.ts';
-import type { Logger } from './logger.ts';
-import { CachedRead } from './cached-read.ts';
+import type { PipelineStatus } from '../services/pipeline.ts';
+import type { Logger } from '../logger.ts';
+import { CachedRead } from '../services/cached-read.ts';
 
 /** How long a scrape's pipeline figures are reused: one pipeline_status() per period whatever the number of scrapers. */
 export const METRICS_CACHE_MS = 5_000;
@@ -42,27 +41,20 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
-  /** Extra gauges set at scrape time from the pipeline status (lake, rollups) by later slices. */
-  private readonly extra: Array<(status: Record<string, unknown>) => void> = [];
-
   private readonly status: CachedRead<PipelineStatus>;
 
   constructor(
-    db: Db,
+    readStatus: () => Promise<PipelineStatus>,
     private readonly logger: Logger,
     cacheMs = METRICS_CACHE_MS,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'lakets_process_' });
-    this.status = new CachedRead(() => readPipelineStatus(db), cacheMs);
+    this.status = new CachedRead(readStatus, cacheMs);
   }
 
   observeJob(o: JobObservation): void {
     this.jobRuns.inc({ job: o.job, status: o.status });
     if (o.status !== 'skipped') this.jobDuration.observe({ job: o.job }, o.ms / 1000);
-  }
-
-  onScrape(fn: (status: Record<string, unknown>) => void): void {
-    this.extra.push(fn);
   }
 
   readonly handler: http.RequestListener = (_req, res) => {
@@ -87,7 +79,7 @@ export class Metrics {
     this.residentRows.set(s.partitions.residentRows);
     this.residentBytes.set(s.partitions.residentBytes);
     this.invalidations.set(s.invalidationsPending);
-    const lake = s.lake as { state: string; rowsSynced: number; slotRetainedBytes: number | null; slotLagBytes: number | null } | null | undefined;
+    const lake = s.lake;
     if (lake) {
       this.lakeRows.set(lake.rowsSynced);
       this.lakeStreaming.set(lake.state === 'STREAMING' ? 1 : 0);
@@ -101,7 +93,6 @@ export class Metrics {
       if (j.lastDurationMs !== null) this.jobLastDuration.set({ job: j.job }, j.lastDurationMs / 1000);
       this.jobFailuresHour.set({ job: j.job }, j.failuresLastHour);
     }
-    for (const fn of this.extra) fn(s);
     return this.registry.metrics();
   }
 }

@@ -15,32 +15,8 @@
 -- a sum of volumes, at most 2^63 * 1e15 ~ 9.2e33, far below float8's 1.8e308. Nothing multiplies a
 -- price by a volume in SQL; if a client does, 1e12 * 1e15 = 1e27 is still finite.
 --
--- The bounds live in lakets.stock_tick_limits() (one place; README "Limits" lists them too), and the
--- constraints below are built from it when this migration runs.
-
-CREATE OR REPLACE FUNCTION lakets.stock_tick_limits(
-    OUT min_price double precision, OUT max_price double precision,
-    OUT min_volume double precision, OUT max_volume double precision,
-    OUT min_time timestamptz)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT 1e-12::float8, 1e12::float8, 0::float8, 1e15::float8, '1900-01-01 00:00:00+00'::timestamptz
-$$;
-
--- The refusal of an out-of-bounds value: raised from the ELSE branch of a CHECK constraint, so a
--- valid row costs only the comparisons (CASE evaluates its branches in order) and a refused one gets
--- a message naming the column, the bound and the value, with the column and constraint in the
--- error's fields (node-pg: err.column, err.constraint).
-CREATE OR REPLACE FUNCTION lakets.refuse_out_of_bounds(p_table text, p_column text, p_value text,
-                                                       p_requirement text, p_constraint text, p_sqlstate text)
-RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    RAISE EXCEPTION '% % of % is out of bounds: check constraint % requires %',
-                    p_column, p_value, p_table, p_constraint, p_requirement
-        USING ERRCODE = p_sqlstate, COLUMN = p_column, TABLE = p_table, CONSTRAINT = p_constraint,
-              SCHEMA = 'public',
-              HINT = 'The bounds of a tick are listed by lakets.stock_tick_limits() and in the README (Limits).';
-END;
-$$;
+-- The bounds live in lakets.stock_tick_limits() (functions/010_stock_ticks.sql; README "Limits"
+-- lists them too), and the constraints below are built from it when this migration runs.
 
 -- Rows of an existing database that break the new bounds (accepted before this migration) are moved
 -- here rather than failing the migration or staying to poison the rollups and the latest price. They
@@ -125,28 +101,7 @@ END;
 $$;
 
 ALTER TABLE lakets.chronotables DROP CONSTRAINT IF EXISTS chronotables_max_future_skew_bounds;
+
 ALTER TABLE lakets.chronotables
     ADD CONSTRAINT chronotables_max_future_skew_bounds
     CHECK (max_future_skew >= interval '0' AND max_future_skew <= interval '1 day');
-
-CREATE OR REPLACE FUNCTION lakets.set_chronotable_policy(p_table text, p_chunk_interval interval,
-                                                         p_premake integer DEFAULT NULL,
-                                                         p_max_future_skew interval DEFAULT NULL)
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    IF p_max_future_skew IS NOT NULL AND (p_max_future_skew < interval '0' OR p_max_future_skew > interval '1 day') THEN
-        RAISE EXCEPTION 'max future skew % is out of bounds: it must be between 0 and 1 day', p_max_future_skew
-            USING ERRCODE = '22023',
-                  HINT = 'LAKETS_MAX_FUTURE_SKEW tolerates clock skew of senders; a skew of more than a day is a broken clock.';
-    END IF;
-    UPDATE lakets.chronotables
-       SET chunk_interval = p_chunk_interval,
-           premake = coalesce(p_premake, premake),
-           max_future_skew = coalesce(p_max_future_skew, max_future_skew)
-     WHERE table_name = p_table;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown chronotable %', p_table USING ERRCODE = '42P01';
-    END IF;
-    PERFORM lakets._install_chronotable_triggers(p_table);
-END;
-$$;

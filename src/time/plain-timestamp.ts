@@ -1,6 +1,6 @@
 // Timestamps in the one text form a UTC session of Postgres prints them in, parsed without regular
 // expressions or Date string parsing: 'YYYY-MM-DD HH:MM:SS[.f{1,6}]', then '+00' for timestamptz.
-// Both hot paths that read many timestamps use it: the API's row parser (src/server/pg-types.ts) and
+// Both hot paths that read many timestamps use it: the API's row parser (src/db/pg-types.ts) and
 // the lake writer's text columns (src/lake/text-columns.ts). Anything else (other offsets, BC,
 // infinity, years before 1000) is left to the callers' general parsers.
 

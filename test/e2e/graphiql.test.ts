@@ -1,12 +1,10 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { startTestApi } from '../helpers/api.ts';
+import { useTestContext } from '../helpers/context.ts';
 import { REPO_ROOT } from '../helpers/processes.ts';
-import type { ApiServer } from '../../src/server/app.ts';
+import type { RunningApi } from '../../src/main.ts';
 import { vendorRoutes } from '../../demo/live/vendor-routes.ts';
 
 /**
@@ -20,24 +18,23 @@ const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARTIFACTS = path.join(REPO_ROOT, 'test', 'artifacts');
 const TOKEN = 'e2e-token-0123456789abcdef';
 
-let t: TestDatabase;
-let open: ApiServer;
-let guarded: ApiServer;
+const ctx = useTestContext('graphiql_e2e');
+let open: RunningApi;
+let guarded: RunningApi;
 let browser: Browser;
 let tmp: string;
 
 beforeAll(async () => {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium, or set CHROMIUM_PATH`);
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lakets-graphiql-'));
-  t = await createTestDatabase('graphiql_e2e');
-  await t.query('SELECT lakets.run_partition_manager()');
-  await t.query(
+  tmp = ctx.tempDir('graphiql');
+  await ctx.db.query('SELECT lakets.run_partition_manager()');
+  await ctx.db.query(
     `INSERT INTO stock_ticks (time, symbol, price, volume)
      SELECT now() - make_interval(secs => g * 20), s, 100 + g, 1 FROM generate_series(1, 30) g, unnest(ARRAY['AAPL', 'MSFT']) s`,
   );
   const page = { staticDir: path.join(REPO_ROOT, 'demo', 'live', 'public'), routes: vendorRoutes() };
-  open = await startTestApi(t.url, page);
-  guarded = await startTestApi(t.url, { ...page, security: { apiTokens: [TOKEN], allowAnonymous: false } });
+  open = await ctx.startApi(page);
+  guarded = await ctx.startApi({ ...page, security: { apiTokens: [TOKEN], allowAnonymous: false } });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -47,10 +44,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await open?.close();
-  await guarded?.close();
-  await t?.drop();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 }, 60_000);
 
 /** A fresh browser context whose requests may only go to 127.0.0.1; anything else is aborted and listed. */

@@ -1,16 +1,18 @@
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import { startApi, type ApiOptions, type ApiServer } from '../../src/server/app.ts';
-import { createLogger } from '../../src/server/logger.ts';
+import { startApi, type ApiOptions, type RunningApi } from '../../src/main.ts';
+import { createLogger } from '../../src/logger.ts';
+import { DEFAULT_API_STATEMENT_TIMEOUT_MS } from '../../src/config.ts';
 
 /** An API on a free port; no authentication and the default origins unless `extra` says otherwise. */
-export async function startTestApi(url: string, extra: Partial<ApiOptions> = {}): Promise<ApiServer> {
+export async function startTestApi(url: string, extra: Partial<ApiOptions> = {}): Promise<RunningApi> {
   return startApi({
     apiUrl: url,
     listenUrl: url,
     port: 0,
     logger: createLogger('silent'),
     security: { apiTokens: [], allowAnonymous: false },
+    statementTimeoutMs: DEFAULT_API_STATEMENT_TIMEOUT_MS,
     ...extra,
   });
 }
@@ -62,13 +64,4 @@ export function collect<T = any>(client: Client, query: string, variables?: Reco
     },
   );
   return { items, errors, dispose };
-}
-
-export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await predicate()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }

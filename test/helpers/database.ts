@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { migrate } from '../../src/server/migrate.ts';
-import { createDb, createPool, type Db } from '../../src/server/pool.ts';
+import { migrate } from '../../src/db/migrate.ts';
+import { createDb, createPool, type Db } from '../../src/db/pool.ts';
 
 export interface TestDatabase {
   name: string;

@@ -3,7 +3,10 @@
 
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { liveRowsSql, loadSnapshot, queryRows, readChangeFeedCurrentState } from '../../src/lake/index.ts';
+import { readChangeFeedCurrentState } from '../../src/lake/change-feed.ts';
+import { queryRows } from '../../src/lake/duckdb.ts';
+import { liveRowsSql } from '../../src/lake/reader.ts';
+import { loadSnapshot } from '../../src/lake/snapshot.ts';
 
 export const TICK_COLUMNS = ['time', 'symbol', 'price', 'volume', 'tick_id'] as const;
 
@@ -57,14 +60,4 @@ export async function lakeDuplicateEvents(tableDir: string): Promise<number> {
          FROM (${liveRowsSql(snapshot)}) AS e GROUP BY ALL HAVING count(*) > 1) AS d`,
   );
   return Number(rows[0]?.['n'] ?? 0);
-}
-
-/** Polls until `check` returns true or the time is up. */
-export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string, intervalMs = 100): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { expect } from 'vitest';
-import { formatMicros } from '../../jobs/tick-generator.ts';
+import { formatMicrosUtc } from '../../src/lake/lsn.ts';
 
 /** A tick to insert; `time` in epoch microseconds so that microseconds survive. */
 export interface TestTick {
@@ -20,7 +20,7 @@ export async function insertTicks(q: Queryable, ticks: readonly TestTick[]): Pro
      SELECT t, s, p, v FROM unnest($1::timestamptz[], $2::text[], $3::float8[], $4::float8[]) WITH ORDINALITY u(t, s, p, v, o)
       ORDER BY o
      RETURNING tick_id`,
-    [ticks.map((t) => formatMicros(t.time)), ticks.map((t) => t.symbol), ticks.map((t) => t.price), ticks.map((t) => t.volume)],
+    [ticks.map((t) => formatMicrosUtc(t.time)), ticks.map((t) => t.symbol), ticks.map((t) => t.price), ticks.map((t) => t.volume)],
   );
   return rows.map((r) => r.tick_id);
 }

@@ -1,7 +1,8 @@
 // LakeTS Live dashboard: wires the panels to the public GraphQL API over graphql-ws.
-// At every (re)connection the schema is introspected first, and the selections are built from
-// the fields the server actually has, so a panel whose data does not exist yet says so instead
-// of breaking the page.
+// At every (re)connection the schema is introspected first and the selections are built from the
+// fields it serves (a server whose API was narrowed, e.g. by a proxy, still gets a working page
+// whose missing panels say so), and a field the server fails to produce is dropped from the
+// pipeline subscription rather than emptying every panel.
 import { connect, request, subscribe, describeError, storeToken, storedToken } from './gql.js';
 import { SignalCards } from './signals.js';
 import { PricesPanel } from './prices.js';
@@ -38,10 +39,6 @@ const PIPELINE_FIELDS = [
   ['watermarks', 'watermark', ['rollup', 'granularity', 'watermark', 'pendingInvalidations', 'lastRefreshAt', 'lastRefreshMs']],
   ['lake', 'lake', ['state', 'committedLsn', 'deltaVersion', 'rowsSynced', 'slotLagBytes', 'updatedAt']],
 ];
-// Fields added after the first release of the API: if the server has them but cannot produce them
-// yet (an error instead of data), the dashboard falls back to the fields without them.
-const NEWER_FIELDS = new Set(['invalidationsPending', 'watermarks', 'lake']);
-
 const names = (t) => new Set((t?.fields ?? []).map((f) => f.name));
 
 function pipelineSelection(caps, fields, skip) {
@@ -254,10 +251,9 @@ async function startSession(client) {
             if (errors) notice(`pipeline (partial): ${describeError(errors)}`);
             return;
           }
-          // no data at all: drop the field(s) the server cannot produce yet (from the error
-          // paths, else every newer field) and resubscribe without them
-          const inPaths = (errors ?? []).map((e) => e.path?.[1]).filter((f) => typeof f === 'string' && !skip.has(f));
-          const drop = inPaths.length ? inPaths : [...NEWER_FIELDS].filter((f) => caps.pipeline.has(f) && !skip.has(f));
+          // no data at all: a field the server failed to produce (named by the error paths) is
+          // dropped, and the rest subscribed again without it
+          const drop = (errors ?? []).map((e) => e.path?.[1]).filter((f) => typeof f === 'string' && !skip.has(f));
           notice(`pipeline: ${describeError(errors)}${drop.length ? ` — retrying without ${drop.join(', ')}` : ''}`);
           if (drop.length) {
             for (const f of drop) {

@@ -1,0 +1,160 @@
+// One sync session: one control connection's lifetime. It checks the server, takes the table's
+// sync lock, opens the lake table, reads what the lake holds, decides whether a snapshot is needed
+// (a new slot, or an interrupted snapshot), then streams until an error or a stop.
+
+import type pg from 'pg';
+import { changeFeedAppId, changeFeedColumns, changeFeedPartition, sourceBinding } from '../lake/change-feed-table.ts';
+import { parseLsn } from '../lake/lsn.ts';
+import { DeltaTableMismatchError } from '../lake/writer-errors.ts';
+import { DeltaTableWriter, type WriterStage } from '../lake/writer.ts';
+import type { Logger } from '../logger.ts';
+import type { BatchingPolicy } from './batching-policy.ts';
+import { syncClient } from './connections.ts';
+import type { CrashInjection } from './crash-injection.ts';
+import type { RestartPoints } from './restart-points.ts';
+import { finishSnapshotAfterCrash, writeSnapshot } from './snapshot.ts';
+import { describeSourceTable, type SourceTable } from './source-table.ts';
+import { CdfSyncFatalError, ignoreWithReason, type CdfState, type CdfSyncStatus } from './status.ts';
+import { StreamingPhase } from './streaming.ts';
+import type { SyncStateRow } from './sync-state.ts';
+
+/** What a session works with, owned by the sync across sessions. */
+export interface SessionContext {
+  url: string;
+  table: string;
+  /** The Delta table the changes go to. */
+  tableDir: string;
+  checkpointInterval: number;
+  snapshotChunkRows: number;
+  statusIntervalMs: number;
+  status: CdfSyncStatus;
+  state: SyncStateRow;
+  policy: BatchingPolicy;
+  crashes: CrashInjection;
+  restartPoints: RestartPoints;
+  log: Logger | undefined;
+  /** The lake writer, kept open across sessions (reopened after a conflict). */
+  lake: { writer?: DeltaTableWriter };
+  isStopping(): boolean;
+  advanceCommitted(lsn: bigint): void;
+  /** The stream is up: start() resolves. */
+  streaming(): void;
+}
+
+export class SyncSession {
+  readonly control: pg.Client;
+  private streamingPhase: StreamingPhase | undefined;
+
+  constructor(private readonly ctx: SessionContext) {
+    // Only a streaming session ends on a lost control connection; before that its next query fails.
+    this.control = syncClient(ctx.url, 'lakets-cdf-sync', ctx.log, (error) => this.streamingPhase?.fail(error));
+  }
+
+  /** Ends the session (a stop): the streaming phase writes what is complete first. */
+  interrupt(error: Error): void {
+    this.streamingPhase?.fail(error);
+  }
+
+  async recordState(state: CdfState, detail: Record<string, unknown>): Promise<void> {
+    await this.ctx.state.record(this.control, state, detail);
+  }
+
+  async run(): Promise<void> {
+    const { ctx, control } = this;
+    await control.connect();
+
+    const { rows: levels } = await control.query<{ wal_level: string }>('SHOW wal_level');
+    const walLevel = levels[0]?.wal_level;
+    if (walLevel !== 'logical') {
+      throw new CdfSyncFatalError(
+        `wal_level is '${walLevel}', the change-feed sync needs wal_level = logical: set it in postgresql.conf ` +
+          `(or the provider's parameter group) and restart Postgres. Tiering stays closed until the sync streams.`,
+        'UNAVAILABLE',
+      );
+    }
+    // One sync per table: a second instance waits instead of fighting over the slot and cdf_state.
+    const { rows: locked } = await control.query<{ ok: boolean }>(
+      `SELECT pg_try_advisory_lock(hashtext('lakets.cdf_sync'), hashtext($1)) AS ok`,
+      [ctx.table],
+    );
+    if (!locked[0]?.ok) throw new Error(`another cdf_sync process holds table ${ctx.table}`);
+
+    const source = await describeSourceTable(control, ctx.table);
+    await this.recordState('STARTING', {});
+    const writer = (ctx.lake.writer ??= await this.openWriter(source));
+    const appId = changeFeedAppId(`${source.schema}.${ctx.table}`);
+    // The lake is the truth: read its txn version before anything is received.
+    let appliedVersion = writer.txnVersion(appId);
+    ctx.status.deltaVersion = writer.version;
+    ctx.status.rowsSynced = writer.numRecords;
+
+    const marker = await ctx.state.snapshotMarker(control);
+    const { rows: slots } = await control.query<{ database: string; active: boolean; confirmed_flush_lsn: string | null }>(
+      'SELECT database, active, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1',
+      [source.slot],
+    );
+    const slot = slots[0];
+    if (slot && slot.database !== source.database) {
+      throw new CdfSyncFatalError(`replication slot ${source.slot} belongs to database ${slot.database}, not ${source.database}`);
+    }
+    if (slot?.active) throw new Error(`replication slot ${source.slot} is in use by another process`);
+
+    let needSnapshot = !slot || appliedVersion === undefined;
+    const snapshotContext = { ...ctx, control, source, writer, appId, chunkRows: ctx.snapshotChunkRows };
+    if (marker) {
+      const cp = marker.consistentPoint ? parseLsn(marker.consistentPoint) : undefined;
+      if (cp === undefined || appliedVersion === undefined || appliedVersion < cp - 1n) needSnapshot = true;
+      else await finishSnapshotAfterCrash(snapshotContext);
+    }
+    // Status messages never report less than the slot already confirmed.
+    let durableFlush = !needSnapshot && slot?.confirmed_flush_lsn ? parseLsn(slot.confirmed_flush_lsn) : 0n;
+    if (needSnapshot) {
+      durableFlush = await writeSnapshot(snapshotContext, slot !== undefined);
+      appliedVersion = durableFlush - 1n;
+    }
+    this.streamingPhase = new StreamingPhase(
+      {
+        ...ctx,
+        control,
+        source,
+        writer,
+        appId,
+        writerConflict: () => (ctx.lake.writer = undefined),
+      },
+      appliedVersion,
+      durableFlush,
+    );
+    await this.streamingPhase.run();
+  }
+
+  /** After the session ended, however: waits for its writes, then closes its connections. */
+  async close(): Promise<void> {
+    await this.streamingPhase?.close();
+    await this.control.end().catch(ignoreWithReason(this.ctx.log, 'closing the control connection failed; it is gone either way'));
+  }
+
+  private async openWriter(source: SourceTable): Promise<DeltaTableWriter> {
+    const { ctx } = this;
+    try {
+      return await DeltaTableWriter.open({
+        tableDir: ctx.tableDir,
+        columns: changeFeedColumns(source.columns),
+        partition: changeFeedPartition(source.timeColumn),
+        configuration: sourceBinding({
+          systemIdentifier: source.systemIdentifier,
+          database: source.database,
+          slot: source.slot,
+          table: `${source.schema}.${ctx.table}`,
+        }),
+        tableName: ctx.table,
+        checkpointInterval: ctx.checkpointInterval,
+        onStage: (stage: WriterStage) => {
+          if (stage === 'parquet-written' || stage === 'commit-temp-written') void ctx.crashes.at(stage);
+        },
+      });
+    } catch (error) {
+      if (error instanceof DeltaTableMismatchError) throw new CdfSyncFatalError(error.message);
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,38 @@
+import { TICK_TABLE } from '../config.ts';
+import type { LakeStatus } from '../services/pipeline.ts';
+import { builder } from './builder.ts';
+import { publicFailure } from './public-errors.ts';
+
+export const LakeStatusRef = builder.objectRef<LakeStatus>('LakeStatus').implement({
+  description: 'The change-feed sync into the Delta Lake table (lakets.cdf_state and its replication slot).',
+  fields: (t) => ({
+    state: t.exposeString('state', { description: 'STREAMING only while the sync runs healthily.' }),
+    committedLsn: t.exposeString('committedLsn', { nullable: true, description: 'Every source commit before this LSN is durable in the lake.' }),
+    deltaVersion: t.float({ nullable: true, resolve: (l) => l.deltaVersion }),
+    rowsSynced: t.float({ description: 'Change events written to the lake.', resolve: (l) => l.rowsSynced }),
+    updatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (l) => l.updatedAt }),
+    slotName: t.exposeString('slotName', { nullable: true }),
+    slotActive: t.exposeBoolean('slotActive'),
+    slotRetainedBytes: t.float({
+      nullable: true,
+      description: 'WAL the replication slot holds back on the server: grows without bound while the sync is stopped.',
+      resolve: (l) => l.slotRetainedBytes,
+    }),
+    slotLagBytes: t.float({ nullable: true, description: 'How far the sync’s confirmed position trails the server’s WAL.', resolve: (l) => l.slotLagBytes }),
+    error: t.string({
+      nullable: true,
+      description: 'Why the sync stopped, as a kind; the message itself is in the server log.',
+      resolve: (l) => publicFailure(l.error),
+    }),
+  }),
+});
+
+builder.queryField('lake', (t) =>
+  t.field({
+    type: LakeStatusRef,
+    nullable: true,
+    description: `State of the change-feed sync of ${TICK_TABLE} into the lake; null when sync is not enabled.`,
+    complexity: 50,
+    resolve: async (_root, _args, ctx) => (await ctx.services.pipeline.read()).lake ?? null,
+  }),
+);
