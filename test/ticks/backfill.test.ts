@@ -162,21 +162,27 @@ describe('the backfill job', () => {
        VALUES ('stock_ticks', 'running', now() - interval '2 hours', now() - interval '1 hour', 1)`,
     );
     await other.query(`SELECT * FROM lakets.create_chunks_for_range('stock_ticks', now() - interval '2 hours', now(), interval '1 hour')`);
-    await other.query(`INSERT INTO stock_ticks (time, symbol, price, volume) VALUES (now() - interval '61 minutes', 'AAPL', 999, 1)`);
+    // Told apart by its id, not its price: the walk that continues from 999 may well hit 999.00 again.
+    const { rows: seeded } = await other.query<{ tick_id: string }>(
+      `INSERT INTO stock_ticks (time, symbol, price, volume) VALUES (now() - interval '61 minutes', 'AAPL', 999, 1) RETURNING tick_id`,
+    );
+    const seededId = seeded[0]!.tick_id;
     const { rows: mark } = await other.query<{ done_until: Date }>('SELECT done_until FROM lakets.backfills');
     const outcome = await runJobOnce(other.url, backfillJob(2 * HOUR), config, logger);
     expect(outcome.status).toBe('succeeded');
     const { rows } = await other.query<{ status: string; rows_written: string; n: string; lo: Date }>(
-      `SELECT b.status, b.rows_written, (SELECT count(*) FROM stock_ticks WHERE price <> 999) AS n,
-              (SELECT min(time) FROM stock_ticks WHERE price <> 999) AS lo
+      `SELECT b.status, b.rows_written, (SELECT count(*) FROM stock_ticks WHERE tick_id <> $1) AS n,
+              (SELECT min(time) FROM stock_ticks WHERE tick_id <> $1) AS lo
          FROM lakets.backfills b`,
+      [seededId],
     );
     expect(rows[0]!.status).toBe('done');
     expect(Number(rows[0]!.rows_written)).toBe(Number(rows[0]!.n) + 1);
     expect(rows[0]!.lo.getTime()).toBeGreaterThanOrEqual(mark[0]!.done_until.getTime());
     // AAPL continues from the 999 it had reached, not from its base price of 228.50.
     const { rows: first } = await other.query<{ price: number }>(
-      `SELECT price FROM stock_ticks WHERE symbol = 'AAPL' AND price <> 999 ORDER BY time LIMIT 1`,
+      `SELECT price FROM stock_ticks WHERE symbol = 'AAPL' AND tick_id <> $1 ORDER BY time LIMIT 1`,
+      [seededId],
     );
     expect(first[0]!.price).toBeGreaterThan(900);
   });

@@ -63,7 +63,7 @@ const S3_BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const AZ_CONTAINER = /^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/;
 
 /**
- * Reads the lake's location and credentials from `env` (process.env or a test's own object).
+ * Reads the lake's location and credentials from `env` (the environment as src/config.ts reads it, or a test's own object).
  * `dataDir` is LAKETS_DATA_DIR resolved: the default lake is `<dataDir>/lake`.
  * Throws LakeStoreConfigError with a message naming the variable to fix.
  */
