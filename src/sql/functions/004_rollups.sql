@@ -556,16 +556,44 @@ BEGIN
 END;
 $$;
 
--- The source rows of the time range [$1, $2), standing for {source} in a closing pass.
+-- The source rows of the time range [$1, $2), standing for {source} in a closing pass. A time
+-- range alone would scan the whole of the chunks it touches (the source's index leads with the
+-- key: a day's chunk read in full to close one minute), so the range is read key by key through
+-- that index: the keys of a ChronoTable are those of its last value cache whose newest row is at or
+-- after the range's start (a key with a row in the range has one); those of a rollup come from a
+-- skip scan of its primary key (key, bucket), one index probe per key. A ChronoTable without such
+-- a cache is read by time range.
 CREATE OR REPLACE FUNCTION lakets._rollup_range_source(r lakets.rollups) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_source text;
+    v_lvc text;
 BEGIN
-    RETURN format('(SELECT * FROM %s WHERE %I >= $1 AND %I < $2)',
-                  CASE r.source_kind
-                      WHEN 'rollup' THEN format('public.%I', r.source)
-                      ELSE (SELECT format('%I.%I', c.table_schema, c.table_name) FROM lakets.chronotables c WHERE c.table_name = r.source)
-                  END,
-                  r.source_time_column, r.source_time_column);
+    IF r.source_kind = 'rollup' THEN
+        v_source := format('public.%I', r.source);
+    ELSE
+        SELECT format('%I.%I', c.table_schema, c.table_name),
+               (SELECT format('%I.%I', c.table_schema, l.lvc_table) FROM lakets.lvc_tables l
+                 WHERE l.table_name = c.table_name AND l.key_columns = ARRAY[r.key_column]
+                   AND l.time_column = r.source_time_column)
+          INTO v_source, v_lvc
+          FROM lakets.chronotables c WHERE c.table_name = r.source;
+    END IF;
+    IF r.key_column IS NULL OR (r.source_kind = 'chronotable' AND v_lvc IS NULL) THEN
+        RETURN format('(SELECT * FROM %s WHERE %I >= $1 AND %I < $2)', v_source, r.source_time_column, r.source_time_column);
+    ELSIF r.source_kind = 'chronotable' THEN
+        RETURN format('(SELECT _lk_s.* FROM %1$s _lk_k JOIN %2$s _lk_s ON _lk_s.%3$I = _lk_k.%3$I AND _lk_s.%4$I >= $1 AND _lk_s.%4$I < $2 WHERE _lk_k.%4$I >= $1)',
+                      v_lvc, v_source, r.key_column, r.source_time_column);
+    ELSE
+        RETURN format($q$(SELECT _lk_s.* FROM (WITH RECURSIVE _lk_keys(k) AS (
+                              (SELECT x.%3$I FROM %2$s x ORDER BY x.%3$I LIMIT 1)
+                              UNION ALL
+                              SELECT (SELECT x.%3$I FROM %2$s x WHERE x.%3$I > _lk_keys.k ORDER BY x.%3$I LIMIT 1)
+                                FROM _lk_keys WHERE _lk_keys.k IS NOT NULL)
+                          SELECT k FROM _lk_keys WHERE k IS NOT NULL) _lk_k
+                JOIN %2$s _lk_s ON _lk_s.%3$I = _lk_k.k AND _lk_s.%4$I >= $1 AND _lk_s.%4$I < $2)$q$,
+                      NULL, v_source, r.key_column, r.source_time_column);
+    END IF;
 END;
 $$;
 
