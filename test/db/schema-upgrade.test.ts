@@ -134,8 +134,17 @@ describe('a database made before the function files', () => {
 
     const functionFiles = readFunctionFiles().map((f) => f.file);
     const applied = await migrate(legacy.url);
-    // Every function file, then what the old layout did not have.
-    expect(applied).toEqual([...functionFiles, '052_superseded_functions.sql']);
+    // Every function file, then what the old layout did not have (the migrations from 052 on).
+    expect(applied).toEqual([...functionFiles, ...readMigrations().filter((m) => m.version >= '052').map((m) => m.file)]);
+    // Its rollups, refreshed before, keep logging what their watermarks cover (065).
+    const { rows: horizons } = await legacy.query<{ name: string; same: boolean }>(
+      'SELECT name, lakets.rollup_log_horizon(name) = watermark AS same FROM lakets.rollups ORDER BY name',
+    );
+    expect(horizons).toEqual([
+      { name: 'ohlcv_1day', same: true },
+      { name: 'ohlcv_1hour', same: true },
+      { name: 'ohlcv_1min', same: true },
+    ]);
 
     const { rows: ledger } = await legacy.query<{ version: string; file: string; checksum: string }>(
       'SELECT version, file, checksum FROM lakets.schema_migrations ORDER BY version',

@@ -218,6 +218,13 @@ BEGIN
                   AND i.bucket < c.range_end AND i.bucket + r.bucket_interval > c.range_start) THEN
         RETURN lakets._record_gate(p_chunk_id, 'deferred: rollup buckets of the range are pending a refresh');
     END IF;
+    -- Buckets past a rollup's watermark are not logged (a refresh materialises them when they
+    -- close): the range must be closed too.
+    IF EXISTS (SELECT 1 FROM lakets.rollups r
+                WHERE r.source = c.table_name AND r.source_kind = 'chronotable'
+                  AND (r.watermark IS NULL OR r.watermark < c.range_end)) THEN
+        RETURN lakets._record_gate(p_chunk_id, 'deferred: rollup buckets of the range are not closed yet');
+    END IF;
     SELECT * INTO f FROM lakets.chunk_fingerprint(p_chunk_id);
     BEGIN
         PERFORM set_config('lock_timeout', '200ms', true);
