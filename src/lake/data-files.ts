@@ -40,6 +40,29 @@ export interface AddAction {
   readonly numRecords: number;
 }
 
+/** A `remove` action (a tombstone): the file left the table at `deletionTimestamp` but stays in the store for readers of older versions. */
+export interface RemoveAction {
+  readonly path: string;
+  readonly deletionTimestamp: number;
+  readonly dataChange: boolean;
+  readonly partitionValues: Readonly<Record<string, string | null>>;
+  readonly size: number;
+}
+
+/** The `remove` action of a data file as one line of a commit or of a checkpoint's JSON. */
+export function removeActionLine(remove: RemoveAction): string {
+  return JSON.stringify({
+    remove: {
+      path: remove.path,
+      deletionTimestamp: remove.deletionTimestamp,
+      dataChange: remove.dataChange,
+      extendedFileMetadata: true,
+      partitionValues: remove.partitionValues,
+      size: remove.size,
+    },
+  });
+}
+
 /** The `add` action of a data file as one line of a commit or of a checkpoint's JSON. */
 export function addActionLine(add: AddAction): string {
   return JSON.stringify({

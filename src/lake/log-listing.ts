@@ -121,6 +121,17 @@ function parseVersion(digits: string | undefined, location: string): number {
 }
 
 /**
+ * Whether a table exists at the store's root: its log holds a commit or a checkpoint (a leftover probe
+ * or temp file is not one). Cheap on a long log: `_last_checkpoint` is looked at first.
+ */
+export async function lakeTableExists(tableInput: LakeTable | string): Promise<boolean> {
+  const table = asLakeTable(tableInput);
+  if ((await table.store.stat(`${LOG_PREFIX}_last_checkpoint`)) !== undefined) return true;
+  const names = await table.store.list(LOG_PREFIX);
+  return names.some((o) => /^_delta_log\/\d{20}\.(json|checkpoint\.parquet)$/.test(o.key));
+}
+
+/**
  * Reads `_delta_log/_last_checkpoint`. It is only a hint (writers update it after the checkpoint, and
  * may crash in between, or write garbage), so a missing or unreadable file gives undefined, not an error.
  */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useTestContext } from '../helpers/context.ts';
-import { sourceTicks } from '../helpers/lake.ts';
+import { fileLake, sourceTicks } from '../helpers/lake.ts';
 import { CdfSync } from '../../src/cdf/cdf-sync.ts';
 import { parseLsn } from '../../src/lake/lsn.ts';
 import { withDuckDBConnection } from '../../src/lake/duckdb.ts';
@@ -27,7 +27,7 @@ function readmeSnippet(): string {
 beforeAll(async () => {
   dataDir = ctx.tempDir('snippet');
   await ctx.db.query('SELECT lakets.run_partition_manager()');
-  const sync = new CdfSync({ url: ctx.db.url, tableDir: lakeTableDir(dataDir), batchMaxMs: 100, statusIntervalMs: 200, logger: createLogger('silent') });
+  const sync = new CdfSync({ url: ctx.db.url, lake: fileLake(dataDir), batchMaxMs: 100, statusIntervalMs: 200, logger: createLogger('silent') });
   await sync.start();
   await ctx.db.query(`INSERT INTO stock_ticks (time, symbol, price, volume)
                  SELECT now() - (g || ' ms')::interval, (ARRAY['AAPL','MSFT','NVDA'])[1 + g % 3], 100 + g, g FROM generate_series(1, 3000) g`);

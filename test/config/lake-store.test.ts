@@ -3,8 +3,7 @@
 
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LakeStoreConfigError } from '../../src/lake/store/errors.ts';
-import { describeLakeStoreConfig, lakeStoreConfigFromEnv, type LakeEnv } from '../../src/lake/store/lake-url.ts';
+import { describeLakeStoreConfig, lakeStoreConfigFromEnv, LakeStoreConfigError, type LakeEnv } from '../../src/config/lake-store.ts';
 
 const dataDir = '/var/lib/lakets-data';
 
