@@ -161,6 +161,20 @@ export async function writeDataFiles(
   }
 }
 
+/**
+ * The Delta stats of the rows a SQL relation yields (trusted SQL text with the data columns), grouped
+ * by the day partition of each row: what an `add` action records about a file holding them.
+ */
+export async function dayPartitionStats(
+  connection: DuckDBConnection,
+  relationSql: string,
+  columns: readonly DeltaColumn[],
+  partition: DayPartition,
+): Promise<{ partitionValue: string | null; numRecords: number; statsJson: string }[]> {
+  const stats = await partitionStats(connection, `(${relationSql}) AS stats_source`, columns, dayKey(partition, columns));
+  return stats.map(({ partitionValue, numRecords, statsJson }) => ({ partitionValue, numRecords, statsJson }));
+}
+
 /** Appends the rows through the column loaders, one data chunk (≤ the DuckDB vector size) at a time. */
 async function appendLakeRows(connection: DuckDBConnection, table: string, loaders: readonly ColumnLoader[], rows: readonly LakeRow[]): Promise<void> {
   const appender = await connection.createAppender(table);
