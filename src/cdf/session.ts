@@ -93,6 +93,9 @@ export class SyncSession {
     const source = await describeSourceTable(control, ctx.table);
     await this.recordState('STARTING', {});
     await this.provePutIfAbsent();
+    // A writer kept from the last session must still see its table: the lake may have been emptied
+    // or replaced meanwhile, and its next commit would then start a log at a version past zero.
+    if (ctx.lake.writer && !(await ctx.lake.writer.tableStillThere())) ctx.lake.writer = undefined;
     const writer = (ctx.lake.writer ??= await this.openWriter(source));
     const appId = changeFeedAppId(`${source.schema}.${ctx.table}`);
     // The lake is the truth: read its txn version before anything is received.
@@ -112,6 +115,10 @@ export class SyncSession {
     if (slot?.active) throw new Error(`replication slot ${source.slot} is in use by another process`);
 
     let needSnapshot = !slot || appliedVersion === undefined;
+    // An empty lake for a source that was synced before: its shadow was purged, so the shadow alone
+    // would refill it silently with a fraction of the rows. It is rebuilt from the table instead.
+    const rebuild = writer.version < 0 && (marker?.rebuild === true || (await this.syncedBefore(control, slot !== undefined && !marker)));
+    if (!marker && writer.version >= 0) await this.refuseOlderCopy(control, writer);
     const snapshotContext = { ...ctx, control, source, writer, appId, chunkRows: ctx.snapshotChunkRows };
     if (marker) {
       const cp = marker.consistentPoint ? parseLsn(marker.consistentPoint) : undefined;
@@ -122,7 +129,7 @@ export class SyncSession {
     let durableFlush = !needSnapshot && slot?.confirmed_flush_lsn ? parseLsn(slot.confirmed_flush_lsn) : 0n;
     if (needSnapshot) {
       try {
-        durableFlush = await writeSnapshot(snapshotContext, slot !== undefined);
+        durableFlush = await writeSnapshot(snapshotContext, slot !== undefined, rebuild ? 'rebuild' : 'shadow');
       } catch (error) {
         if (!(error instanceof DeltaCommitConflictError)) throw error;
         ctx.lake.writer = undefined;
@@ -143,6 +150,35 @@ export class SyncSession {
       durableFlush,
     );
     await this.streamingPhase.run();
+  }
+
+  /**
+   * Whether this source's lake existed before: the sync recorded a commit, a finished snapshot left
+   * its slot, or chunks were tiered (only a lake that held them lets a chunk pass the gate).
+   */
+  private async syncedBefore(control: pg.Client, slotOfFinishedSnapshot: boolean): Promise<boolean> {
+    if (slotOfFinishedSnapshot || (await this.ctx.state.everCommitted(control))) return true;
+    const { rows } = await control.query<{ tiered: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM lakets.chunks WHERE table_name = $1 AND status <> 'active') AS tiered`,
+      [this.ctx.table],
+    );
+    return rows[0]?.tiered ?? false;
+  }
+
+  /**
+   * A lake older than the version this sync last recorded is a copy from before (a restored backup,
+   * another location): the changes committed since are not in it, and appending would hide the gap.
+   */
+  private async refuseOlderCopy(control: pg.Client, writer: DeltaTableWriter): Promise<void> {
+    const { rows } = await control.query<{ v: string | null }>(`SELECT delta_version::text AS v FROM lakets.cdf_state WHERE table_name = $1`, [this.ctx.table]);
+    const recorded = rows[0]?.v === null || rows[0]?.v === undefined ? undefined : Number(rows[0].v);
+    if (recorded !== undefined && writer.version < recorded) {
+      throw new CdfSyncFatalError(
+        `the lake table ${writer.tableDir} is at version ${writer.version}, but this sync already committed version ${recorded}: ` +
+          `it was replaced by an older copy, and the changes since are not in it. Move it away (the sync then rebuilds the lake ` +
+          `from the rows in Postgres and reports the history it lacks) or restore the current copy.`,
+      );
+    }
   }
 
   /** After the session ended, however: waits for its writes, then closes its connections. */

@@ -33,7 +33,7 @@ import { commitKey, lakeTableExists } from './log-listing.ts';
 import { loadSnapshot } from './snapshot.ts';
 import { ObjectExistsError, ObjectNotFoundError } from './store/errors.ts';
 import { fileLakeTable, type LakeTable } from './table.ts';
-import { DeltaCommitConflictError, DeltaTableMismatchError } from './writer-errors.ts';
+import { DeltaCommitConflictError, DeltaTableMismatchError, LakeTableGoneError } from './writer-errors.ts';
 
 export type { AddAction, DayPartition, DeltaColumn, LakeRow, LakeTimestamp, LakeValue } from './data-files.ts';
 
@@ -230,6 +230,15 @@ export class DeltaTableWriter {
     return this.metaData.configuration;
   }
 
+  /**
+   * Whether the table this writer knows is still in the store: its latest commit is there (a table
+   * it has not created yet: nothing else is). False when the lake was emptied or replaced under it.
+   */
+  async tableStillThere(): Promise<boolean> {
+    if (this.currentVersion < 0) return !(await lakeTableExists(this.table));
+    return (await this.table.store.stat(commitKey(this.currentVersion))) !== undefined;
+  }
+
   /** The last txn version committed for `appId`, if any. */
   txnVersion(appId: string): bigint | undefined {
     return this.txns.get(appId);
@@ -262,6 +271,11 @@ export class DeltaTableWriter {
     });
     this.options.onStage?.('parquet-written', this.currentVersion + 1);
 
+    // A table emptied or replaced under this writer: the commit would start a log past version zero.
+    if (!(await this.tableStillThere())) {
+      this.closed = 'its table is gone from the store';
+      throw new LakeTableGoneError(tableDir, this.currentVersion);
+    }
     const rowCount = adds.reduce((sum, add) => sum + add.numRecords, 0);
     const info = request.info ? (typeof request.info === 'function' ? request.info() : request.info) : undefined;
     let version = this.currentVersion + 1;
