@@ -9,7 +9,15 @@
 //   the commit that names them, so a young unreferenced file may be a commit in flight;
 // - anything but our own kinds of objects: data files (`*.parquet` outside `_`-folders), the temp
 //   files a local store's crashed writes leave (`.<name>.<uuid>.tmp`) and leftovers of the
-//   put-if-absent probe (`_delta_log/_probe/`). The log itself, checkpoints and foreign files stay.
+//   put-if-absent probe (`_delta_log/_probe/`). The commits and foreign files stay.
+//
+// Checkpoints are thinned: each one holds the whole table state (every live file, every tombstone
+// within the retention), and the sync writes one every few commits, so keeping them all would cost
+// far more than the data. Every version stays reconstructible without them, from the commits (all
+// kept); they only shorten the replay. Kept: the two newest (readers start from the newest and fall
+// back to the one before), any written in the last hour (a reader may be downloading it), and
+// within the retention period the newest of each hour (time travel replays at most an hour of
+// commits). The rest go.
 //
 // The snapshot is loaded before the store is listed: a file a commit adds or removes in between is
 // either live in that snapshot or younger than the retention, so kept either way.
@@ -30,6 +38,8 @@ export interface VacuumOptions {
 
 export interface VacuumResult {
   readonly version: number;
+  /** Superseded checkpoints deleted (counted in `deleted` too). */
+  readonly checkpointsDeleted: number;
   /** Objects deleted, and their bytes. */
   readonly deleted: number;
   readonly deletedBytes: number;
@@ -49,6 +59,30 @@ function isOurs(key: string): boolean {
   const name = segments[segments.length - 1] as string;
   if (name.startsWith('.')) return name.endsWith('.tmp');
   return name.endsWith('.parquet') && !name.startsWith('_');
+}
+
+const CHECKPOINT = /^_delta_log\/(\d{20})\.checkpoint\.parquet$/;
+const HOUR_MS = 3_600_000;
+
+/** The checkpoints to delete (see the top of this file). */
+function thinCheckpoints(logObjects: readonly ObjectInfo[], now: number, cutoff: number): ObjectInfo[] {
+  const checkpoints = logObjects.filter((object) => CHECKPOINT.test(object.key)).sort((a, b) => (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
+  const hoursKept = new Set<number>();
+  const deletable: ObjectInfo[] = [];
+  checkpoints.forEach((object, index) => {
+    const at = object.lastModified.getTime();
+    const hour = Math.floor(at / HOUR_MS);
+    if (index < 2 || at >= now - HOUR_MS) {
+      hoursKept.add(hour);
+      return;
+    }
+    if (at >= cutoff && !hoursKept.has(hour)) {
+      hoursKept.add(hour);
+      return;
+    }
+    deletable.push(object);
+  });
+  return deletable;
 }
 
 export async function vacuumTable(table: LakeTable, options: VacuumOptions): Promise<VacuumResult> {
@@ -72,6 +106,9 @@ export async function vacuumTable(table: LakeTable, options: VacuumOptions): Pro
     else deletable.push(object);
   }
 
+  const checkpoints = thinCheckpoints(await table.store.list('_delta_log/'), now, cutoff);
+  deletable.push(...checkpoints);
+
   const batch = deletable.slice(0, options.maxDeletes ?? 10_000);
   let deletedBytes = 0;
   // A few deletes at a time: a remote store gets one request per object.
@@ -86,6 +123,7 @@ export async function vacuumTable(table: LakeTable, options: VacuumOptions): Pro
   );
   return {
     version: snapshot.version,
+    checkpointsDeleted: batch.filter((object) => CHECKPOINT.test(object.key)).length,
     deleted: batch.length,
     deletedBytes,
     referenced: referencedFound,

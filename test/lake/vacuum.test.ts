@@ -87,4 +87,21 @@ describe.each(['file', 'az'] as const)('vacuum on %s', (kind) => {
     expect(keys).toEqual([(await loadSnapshot(table)).files[0]!.key]);
     expect(await readRows(await loadSnapshot(table))).toHaveLength(1);
   });
+
+  it('thins the checkpoints: the two newest and one an hour within the retention stay, every version stays readable', async () => {
+    const table = store.table('checkpoints');
+    const writer = await DeltaTableWriter.openTable(table, { ...tickWriterOptions, checkpointInterval: 2 });
+    for (let c = 0; c < 13; c++) await writer.commit({ rows: [tickEvent(DAY, c, c + 1)], txn: { appId: 'app', version: BigInt(c + 1) } });
+    const checkpoints = async () => (await table.store.list('_delta_log/')).map((o) => o.key).filter((k) => k.endsWith('.checkpoint.parquet')).map((k) => Number(k.slice(11, 31)));
+    expect(await checkpoints()).toEqual([2, 4, 6, 8, 10, 12]);
+    const versions = await Promise.all([3, 5, 9, 12].map(async (v) => (await readRows(await loadSnapshot(table, { version: v }))).length));
+
+    // Written within the last hour: a reader may be on any of them.
+    expect(await vacuumTable(table, { retentionMs: RETENTION_MS })).toMatchObject({ checkpointsDeleted: 0 });
+    // Two hours later: all in one hour, which the two newest already cover.
+    expect(await vacuumTable(table, { retentionMs: RETENTION_MS, now: Date.now() + 2 * 3_600_000 })).toMatchObject({ checkpointsDeleted: 4, deleted: 4 });
+    expect(await checkpoints()).toEqual([10, 12]);
+    expect(await Promise.all([3, 5, 9, 12].map(async (v) => (await readRows(await loadSnapshot(table, { version: v }))).length))).toEqual(versions);
+    expect((await loadSnapshot(table)).checkpointVersion).toBe(12);
+  });
 });
