@@ -58,10 +58,7 @@ export async function listDeltaLog(tableInput: LakeTable | string, options: { fr
   const fromVersion = options.fromVersion ?? 0;
   let objects: ObjectInfo[];
   try {
-    objects = await table.store.list(
-      LOG_PREFIX,
-      fromVersion > 0 ? { startAfter: `${LOG_PREFIX}${String(fromVersion).padStart(20, '0')}` } : {},
-    );
+    objects = fromVersion > 0 ? await listLogFrom(table, fromVersion) : await table.store.list(LOG_PREFIX);
   } catch (error) {
     if (!(error instanceof LakeStoreError)) throw error;
     throw new DeltaLogError(`${logDir} cannot be listed (${error.message}): not a Delta table`, table.location);
@@ -107,6 +104,26 @@ export async function listDeltaLog(tableInput: LakeTable | string, options: { fr
   }
   checkpoints.sort((a, b) => b.version - a.version);
   return { logDir, commits, checkpoints, incompleteCheckpoints, fromVersion };
+}
+
+/** Versions per name prefix when listing from a version: a block shares all digits but the last two. */
+const BLOCK = 100;
+
+/**
+ * The log's names of `fromVersion` and later, block by block of 100 versions (one name prefix each).
+ * Azure's listing cannot start after a name, so listing the whole log to keep its tail would cost a
+ * request per 5,000 commits, and the sync adds thousands a day. Commits are contiguous: a block
+ * that does not reach its last version is the last one with any.
+ */
+async function listLogFrom(table: LakeTable, fromVersion: number): Promise<ObjectInfo[]> {
+  const after = `${LOG_PREFIX}${String(fromVersion).padStart(20, '0')}`;
+  const out: ObjectInfo[] = [];
+  for (let block = Math.floor(fromVersion / BLOCK); ; block++) {
+    const found = (await table.store.list(`${LOG_PREFIX}${String(block).padStart(18, '0')}`)).filter((o) => o.key >= after);
+    out.push(...found);
+    const lastOfBlock = `${LOG_PREFIX}${String(block * BLOCK + BLOCK - 1).padStart(20, '0')}.json`;
+    if (!found.some((o) => o.key === lastOfBlock)) return out;
+  }
 }
 
 function allPartsPresent(parts: ReadonlyMap<number, ObjectInfo>, total: number): boolean {
