@@ -6,7 +6,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestContext, waitFor } from '../helpers/context.ts';
-import { lakeTicks, sourceTicks } from '../helpers/lake.ts';
+import { fileLake, lakeTicks, sourceTicks } from '../helpers/lake.ts';
 import { CdfSync } from '../../src/cdf/cdf-sync.ts';
 import { runJobOnce, type Job } from '../../src/scheduler/job.ts';
 import { partitionManager } from '../../src/lifecycle/partition-manager.ts';
@@ -104,7 +104,7 @@ describe('the lifecycle of ticks at the ends of the accepted range', () => {
   });
 
   it('syncs each tick to the Delta date partition of its UTC day', async () => {
-    sync = new CdfSync({ url: ctx.db.url, tableDir: lakeTableDir(dataDir), batchMaxMs: 200, statusIntervalMs: 200, logger });
+    sync = new CdfSync({ url: ctx.db.url, lake: fileLake(dataDir), batchMaxMs: 200, statusIntervalMs: 200, logger });
     await sync.start();
     await catchUp();
     const tableDir = lakeTableDir(config.dataDir);
