@@ -34,6 +34,13 @@ const BENCHES: Record<string, (args: Map<string, string>) => Promise<Record<stri
       days: Number(args.get('days') ?? 7),
       stepSeconds: Number(args.get('step') ?? 20),
     }),
+  api: async (args) =>
+    (await import('./api.ts')).benchApi({
+      rounds: Number(args.get('rounds') ?? 3),
+      seconds: Number(args.get('seconds') ?? 5),
+      connections: Number(args.get('connections') ?? 10),
+      tickRate: Number(args.get('rate') ?? 1000),
+    }),
   lake: async (args) =>
     (await import('./lake.ts')).benchLake({
       rows: Number(args.get('rows') ?? 400_000),
