@@ -3,7 +3,7 @@ import { createLogger } from '../src/logger.ts';
 import { TickStreamer } from '../src/ticks/streamer.ts';
 import { POSTGRAPHILE_SCHEMA } from './api-servers.ts';
 import { benchDatabase } from './harness.ts';
-import { forkServer, httpLoad, median, postgresCpuMicros, type ChildServer, type LoadResult } from './load.ts';
+import { forkServer, httpLoad, median, postgresCpu, postgresCpuBetween, type ChildServer, type LoadResult } from './load.ts';
 
 export interface ApiBenchOptions {
   /** Alternating rounds: every contender once per round per workload, in a rotating order. */
@@ -62,15 +62,16 @@ interface Measurement extends LoadResult {
 async function measure(server: ChildServer, body: string, options: ApiBenchOptions, postgresPid: number | undefined): Promise<Measurement> {
   const url = `http://127.0.0.1:${server.port}/graphql`;
   const cpu0 = await server.cpuMicros();
-  const pg0 = postgresCpuMicros(postgresPid);
+  const pg0 = postgresCpu(postgresPid);
   const load = await httpLoad(url, body, options.connections, options.seconds);
   const cpu1 = await server.cpuMicros();
-  const pg1 = postgresCpuMicros(postgresPid);
+  const pg1 = postgresCpu(postgresPid);
+  const pgMicros = postgresCpuBetween(pg0, pg1);
   const per = (micros: number) => Math.round(micros / Math.max(1, load.requests));
   return {
     ...load,
     nodeCpuMicrosPerRequest: per(cpu1 - cpu0),
-    postgresCpuMicrosPerRequest: pg0 === null || pg1 === null ? null : per(pg1 - pg0),
+    postgresCpuMicrosPerRequest: pgMicros === null ? null : per(pgMicros),
   };
 }
 

@@ -60,13 +60,13 @@ export async function forkServer(entry: string, args: string[], env: NodeJS.Proc
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
 /**
- * CPU time (µs) of a postmaster's children: every backend, walsender and auxiliary process of the
- * benchmark's own Postgres (other servers on the machine are not counted). Linux /proc only; null
- * elsewhere or when the server is not ours (DATABASE_URL).
+ * CPU time (µs) so far of a postmaster and its children — every backend, walsender and auxiliary
+ * process of the benchmark's own Postgres (other servers on the machine are not counted) — by
+ * process id. Linux /proc only; null elsewhere or when the server is not ours (DATABASE_URL).
  */
-export function postgresCpuMicros(postmasterPid: number | undefined): number | null {
+export function postgresCpu(postmasterPid: number | undefined): Map<number, number> | null {
   if (postmasterPid === undefined || !fs.existsSync('/proc/self/stat')) return null;
-  let ticks = 0;
+  const cpu = new Map<number, number>();
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     let stat: string;
@@ -79,9 +79,17 @@ export function postgresCpuMicros(postmasterPid: number | undefined): number | n
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ppid = Number(fields[1]);
     if (Number(entry) !== postmasterPid && ppid !== postmasterPid) continue;
-    ticks += Number(fields[11]) + Number(fields[12]);
+    cpu.set(Number(entry), ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND) * 1e6);
   }
-  return (ticks / CLOCK_TICKS_PER_SECOND) * 1e6;
+  return cpu;
+}
+
+/** CPU used between two postgresCpu() readings (a process that exited meanwhile is lost: a lower bound). */
+export function postgresCpuBetween(before: Map<number, number> | null, after: Map<number, number> | null): number | null {
+  if (!before || !after) return null;
+  let micros = 0;
+  for (const [pid, cpu] of after) micros += cpu - (before.get(pid) ?? 0);
+  return micros;
 }
 
 export interface LoadResult {

@@ -115,7 +115,7 @@ describe('priceUpdated while clients connect', () => {
     await write('AMZN', 90);
     await latestPrice('AMZN');
     const client = wsClient(ctx.api.url);
-    const subs = [];
+    const subs: Array<ReturnType<typeof collect<{ priceUpdated: { price: number } }>>> = [];
     try {
       for (let i = 0; i < 20; i++) {
         const sub = collect<{ priceUpdated: { price: number } }>(client, `subscription { priceUpdated(symbols: ["AMZN"]) { price } }`);
