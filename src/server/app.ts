@@ -110,6 +110,9 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
     renderGraphiQL: renderGraphiQLOnce,
     landingPage: false,
     multipart: false,
+    // The body is read and bounded before yoga sees it (readBody, MAX_BODY_BYTES: 413 without
+    // reading it all); yoga's own limit would pipe every body through one more stream.
+    maxRequestBodySize: false,
     maskedErrors: { maskError: publicErrorMasker(statementTimeoutMs) },
     logging: {
       debug: () => undefined,
