@@ -68,6 +68,9 @@ async function project(url: string): Promise<number> {
     security: { apiTokens: [], allowAnonymous: false },
     statementTimeoutMs: DEFAULT_API_STATEMENT_TIMEOUT_MS,
   });
+  process.on('message', (m) => {
+    if (m === 'stats') console.log('fences', api.hub.fencesSent, 'reads', JSON.stringify(api.services.prices.stats));
+  });
   return api.port;
 }
 

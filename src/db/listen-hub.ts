@@ -22,6 +22,8 @@ export class ListenHub {
   private _backendPid: number | undefined;
   private _connected = false;
   private fenceOnWire: Promise<void> | undefined;
+  /** Fences sent so far (reads that arrive together share one). */
+  fencesSent = 0;
   private fenceNext: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
 
   constructor(
@@ -90,6 +92,7 @@ export class ListenHub {
   }
 
   private sendFence(): Promise<void> {
+    this.fencesSent++;
     const client = this._connected ? this.client : undefined;
     const sent = client ? client.query('').then(() => undefined) : Promise.reject(new Error('the LISTEN connection is down'));
     this.fenceOnWire = sent;

@@ -13,6 +13,7 @@ import { Authenticator } from './auth.ts';
 import { isUnexpected, publicErrorMasker } from './error-masking.ts';
 import { assertSafeExposure, isLoopbackHost, isWildcardHost, OriginPolicy } from './exposure.ts';
 import { GRAPHIQL_OPTIONS, renderGraphiQLOnce } from './graphiql.ts';
+import { hotOperationsPlugins } from './hot-operations.ts';
 import { attachGraphqlWs } from './graphql-ws.ts';
 import { Metrics } from './metrics.ts';
 import { operationLimitsPlugin, OPERATION_LIMITS, type OperationLimits } from './operation-limits.ts';
@@ -135,6 +136,7 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
     plugins: [
       operationLimitsPlugin({ ...OPERATION_LIMITS, ...options.limits }),
       useExecutionCancellation(),
+      ...hotOperationsPlugins(logger),
       useErrorHandler(({ errors, context, phase }) => {
         // For execution errors envelop passes the execution arguments, whose contextValue is ours.
         const ctx = (phase === 'execution' ? (context as { contextValue?: unknown }).contextValue : context) as Partial<ApiContext>;
