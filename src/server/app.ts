@@ -14,6 +14,7 @@ import { isUnexpected, publicErrorMasker } from './error-masking.ts';
 import { assertSafeExposure, isLoopbackHost, isWildcardHost, OriginPolicy } from './exposure.ts';
 import { GRAPHIQL_OPTIONS, renderGraphiQLOnce } from './graphiql.ts';
 import { hotOperationsPlugins } from './hot-operations.ts';
+import { sharedSubscriptionsPlugin } from './shared-subscriptions.ts';
 import { attachGraphqlWs } from './graphql-ws.ts';
 import { Metrics } from './metrics.ts';
 import { operationLimitsPlugin, OPERATION_LIMITS, type OperationLimits } from './operation-limits.ts';
@@ -137,6 +138,7 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
       operationLimitsPlugin({ ...OPERATION_LIMITS, ...options.limits }),
       useExecutionCancellation(),
       ...hotOperationsPlugins(logger),
+      sharedSubscriptionsPlugin(),
       useErrorHandler(({ errors, context, phase }) => {
         // For execution errors envelop passes the execution arguments, whose contextValue is ours.
         const ctx = (phase === 'execution' ? (context as { contextValue?: unknown }).contextValue : context) as Partial<ApiContext>;

@@ -7,6 +7,7 @@ import type { YogaServerInstance } from 'graphql-yoga';
 import type { Authenticator } from './auth.ts';
 import type { OriginPolicy } from './exposure.ts';
 import type { Logger } from '../logger.ts';
+import { sharedResultJson } from './shared-subscriptions.ts';
 
 export interface GraphqlWsOptions {
   server: http.Server;
@@ -32,6 +33,31 @@ function authorizationOf(params: Readonly<Record<string, unknown>> | undefined):
   // GraphiQL puts the headers tab into connectionParams as typed ("Authorization").
   for (const [key, value] of Object.entries(params)) if (key.toLowerCase() === 'authorization') return value;
   return undefined;
+}
+
+/**
+ * A result shared by every client of a subscription (shared-subscriptions.ts) is serialised once:
+ * graphql-ws stringifies each message itself, so its replacer puts this placeholder where the
+ * payload goes and remembers the payload's JSON; the socket's send, called at once with that very
+ * text, splices the JSON in. (JSON.rawJSON would say it directly, but it takes primitives only.)
+ */
+const SHARED_PLACEHOLDER = '\u0000lakets:shared-result';
+const SHARED_PLACEHOLDER_TAIL = `${JSON.stringify(SHARED_PLACEHOLDER)}}`;
+let pendingSharedJson: string | undefined;
+
+function sharedPayloadReplacer(this: unknown, key: string, value: unknown): unknown {
+  if (key !== 'payload') return value;
+  const json = sharedResultJson(value);
+  if (json === undefined) return value;
+  pendingSharedJson = json;
+  return SHARED_PLACEHOLDER;
+}
+
+function withSharedPayload(data: string): string {
+  const json = pendingSharedJson;
+  if (json === undefined || !data.endsWith(SHARED_PLACEHOLDER_TAIL)) return data;
+  pendingSharedJson = undefined;
+  return `${data.slice(0, -SHARED_PLACEHOLDER_TAIL.length)}${json}}`;
 }
 
 function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
@@ -76,6 +102,8 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
         }
         return emit(event, ...args);
       }) as typeof ws.emit;
+      const send = ws.send.bind(ws);
+      ws.send = ((data: unknown, ...rest: unknown[]) => (send as (...a: unknown[]) => void)(typeof data === 'string' ? withSharedPayload(data) : data, ...rest)) as typeof ws.send;
       wss.emit('connection', ws, req);
     });
   };
@@ -89,6 +117,10 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
 
   const wsServer = useServer(
     {
+      jsonMessageReplacer: sharedPayloadReplacer,
+      // A shared result goes out as it is (graphql-ws would copy it per client otherwise), so that
+      // the replacer recognises it.
+      onNext: (_ctx, _id, _payload, _args, result) => (sharedResultJson(result) !== undefined ? (result as never) : undefined),
       execute: (args: ExecutionArgs) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
       subscribe: (args: ExecutionArgs) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
       onConnect: async (ctx) => {
