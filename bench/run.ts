@@ -41,6 +41,14 @@ const BENCHES: Record<string, (args: Map<string, string>) => Promise<Record<stri
       connections: Number(args.get('connections') ?? 10),
       tickRate: Number(args.get('rate') ?? 1000),
     }),
+  fanout: async (args) =>
+    (await import('./fanout.ts')).benchFanout({
+      clients: (args.get('clients') ?? '1000,5000,10000').split(',').map(Number),
+      tickRate: Number(args.get('rate') ?? 1000),
+      seconds: Number(args.get('seconds') ?? 10),
+      connectPerSecond: Number(args.get('connect-rate') ?? 2000),
+      clientsPerProcess: Number(args.get('per-process') ?? 2500),
+    }),
   lake: async (args) =>
     (await import('./lake.ts')).benchLake({
       rows: Number(args.get('rows') ?? 400_000),

@@ -98,6 +98,7 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
   const statementTimeoutMs = options.statementTimeoutMs;
 
   const metrics = new Metrics(() => services.pipeline.readNow(), logger);
+  const limits: OperationLimits = { ...OPERATION_LIMITS, ...options.limits };
   const routes: Record<string, http.RequestListener> = { ...options.routes };
 
   const yoga = createYoga<{ requestId?: string; signal?: AbortSignal }, ApiContext>({
@@ -135,7 +136,7 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
       };
     },
     plugins: [
-      operationLimitsPlugin({ ...OPERATION_LIMITS, ...options.limits }),
+      operationLimitsPlugin(limits),
       useExecutionCancellation(),
       ...hotOperationsPlugins(logger),
       sharedSubscriptionsPlugin(),
@@ -249,6 +250,7 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
     newRequestId,
     maxPayloadBytes: MAX_BODY_BYTES,
     maxOperationsPerConnection: MAX_WS_OPERATIONS_PER_CONNECTION,
+    maxConnections: limits.maxWebSocketConnections,
   });
 
   try {

@@ -21,6 +21,8 @@ export interface GraphqlWsOptions {
   maxPayloadBytes: number;
   /** Operations one connection may run at once (each subscription holds a feed queue). */
   maxOperationsPerConnection: number;
+  /** WebSocket connections open at once; an upgrade past it is refused with 503. */
+  maxConnections: number;
 }
 
 interface SocketState {
@@ -76,6 +78,7 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
   const { server, yoga, auth, origins, logger } = options;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes });
   const states = new WeakMap<object, SocketState>();
+  let capWarned = false;
 
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
@@ -90,6 +93,13 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
       logger.warn({ origin: req.headers.origin }, 'WebSocket from an origin not in LAKETS_CORS_ORIGINS refused');
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
+    // Each socket holds a file descriptor: past the cap, refuse before the process runs out of them.
+    if (wss.clients.size >= options.maxConnections) {
+      if (!capWarned) logger.warn({ limit: options.maxConnections }, 'WebSocket connection cap reached; upgrades refused with 503 until some close');
+      capWarned = true;
+      return refuseUpgrade(socket, 503, 'Service Unavailable');
+    }
+    capWarned = false;
     wss.handleUpgrade(req, socket, head, (ws) => {
       // A protocol error a client causes (an oversized or malformed frame) makes ws close that socket
       // (1009, 1002…) and emit 'error', which graphql-ws would print to stderr: any client could

@@ -39,8 +39,16 @@ export const OPERATION_LIMITS = {
   maxTokens: 2_000,
   /** Budget of one operation in cost units: about one unit per row a resolver reads and per value it returns. */
   maxCost: 20_000,
-  /** Subscriptions open at once in this process, over SSE and WebSocket together (each is fed on every change). */
-  maxSubscriptions: 2_000,
+  /**
+   * Subscriptions open at once in this process, over SSE and WebSocket together. Each costs a
+   * queue and, per change of what it follows, one shared execution per distinct subscription plus
+   * one message: measured with `npm run bench -- fanout`, 10,000 priceUpdated clients are served
+   * by one process (README, "Subscriptions at scale"). Each client holds a file descriptor: the
+   * process's `ulimit -n` must exceed this and maxWebSocketConnections with room to spare.
+   */
+  maxSubscriptions: 12_000,
+  /** WebSocket connections open at once (each holds a file descriptor, subscribed or not); an upgrade past it gets 503. */
+  maxWebSocketConnections: 12_000,
 };
 
 export type OperationLimits = { readonly [K in keyof typeof OPERATION_LIMITS]: number };
