@@ -7,7 +7,7 @@ import type { YogaServerInstance } from 'graphql-yoga';
 import type { Authenticator } from './auth.ts';
 import type { OriginPolicy } from './exposure.ts';
 import type { Logger } from '../logger.ts';
-import { sharedResultJson } from './shared-subscriptions.ts';
+import { sharedResultJson, type DirectDelivery } from './shared-subscriptions.ts';
 
 export interface GraphqlWsOptions {
   server: http.Server;
@@ -60,6 +60,22 @@ function withSharedPayload(data: string): string {
   if (json === undefined || !data.endsWith(SHARED_PLACEHOLDER_TAIL)) return data;
   pendingSharedJson = undefined;
   return `${data.slice(0, -SHARED_PLACEHOLDER_TAIL.length)}${json}}`;
+}
+
+/** Bytes waiting on a socket past which a client is behind: its next message waits for these to be written. */
+const SLOW_CLIENT_BYTES = 64 * 1024;
+
+/** Shared subscription results for one operation of one socket, written as graphql-ws `next` messages. */
+function directDelivery(socket: WebSocket, id: string): DirectDelivery {
+  const prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+  return {
+    next(payloadJson) {
+      if (socket.readyState !== socket.OPEN) return;
+      const data = `${prefix}${payloadJson}}`;
+      if (socket.bufferedAmount < SLOW_CLIENT_BYTES) return void socket.send(data);
+      return new Promise<void>((resolve) => socket.send(data, () => resolve()));
+    },
+  };
 }
 
 function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
@@ -163,6 +179,7 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
           params: payload,
           requestId: `${state.requestId}/${id}`,
           signal: controller.signal,
+          directDelivery: directDelivery(ctx.extra.socket, id),
         });
         let document;
         try {

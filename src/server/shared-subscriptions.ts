@@ -22,8 +22,8 @@ const resultsByEvent = new WeakMap<object, Map<string, Promise<ExecutionResult> 
 const sharedResults = new WeakSet<object>();
 const sharedJson = new WeakMap<object, string>();
 
-/** Counters for tests: events executed, results serialised, results handed out to clients. */
-export const sharedSubscriptionStats = { executions: 0, serialisations: 0, deliveries: 0 };
+/** Counters for tests: events executed, results serialised, results handed out to clients, and of those the ones written straight to a socket. */
+export const sharedSubscriptionStats = { executions: 0, serialisations: 0, deliveries: 0, direct: 0 };
 
 /** The JSON of a result handed to several clients, computed on first use; undefined for any other value. */
 export function sharedResultJson(value: unknown): string | undefined {
@@ -60,8 +60,54 @@ function mapAsyncIterator<T, U>(source: AsyncIterable<T>, map: (value: T) => U |
 }
 
 /**
+ * Where a client's shared results may be written straight to its socket (graphql-ws.ts makes one
+ * per operation): `next` sends one `next` message with this payload JSON and returns a promise
+ * when the client is behind (the next one waits for it, and meanwhile its queue keeps only the
+ * latest value per key).
+ */
+export interface DirectDelivery {
+  next(payloadJson: string): Promise<void> | void;
+}
+
+/**
+ * Sends shared, error-free results through `direct` itself and hands the iterator's consumer
+ * (graphql-ws's loop over the subscription) only what it must send itself: results with errors,
+ * which go through masking per client. For each message the server then does a string
+ * concatenation and a socket write; graphql-ws's loop, its hooks and its promise per message are
+ * spent only on the rare error.
+ */
+function deliverDirectly(results: AsyncIterableIterator<ExecutionResult>, direct: DirectDelivery): AsyncIterableIterator<ExecutionResult> {
+  let ended = false;
+  return {
+    async next() {
+      for (;;) {
+        const r = await results.next();
+        if (r.done || ended) return r.done ? r : { value: undefined, done: true };
+        const json = r.value.errors ? undefined : sharedResultJson(r.value);
+        if (json === undefined) return r;
+        sharedSubscriptionStats.direct++;
+        const wait = direct.next(json);
+        if (wait) await wait;
+      }
+    },
+    async return() {
+      ended = true;
+      return (await results.return?.()) ?? { value: undefined, done: true };
+    },
+    async throw(err?: unknown) {
+      ended = true;
+      return (await results.throw?.(err)) ?? { value: undefined, done: true };
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}
+
+/**
  * The envelop plugin: subscriptions resolve their source stream per client (their own queue),
- * then execute each event once per distinct subscription.
+ * then execute each event once per distinct subscription; over graphql-ws the shared results are
+ * written to the socket directly (DirectDelivery in the context).
  */
 export function sharedSubscriptionsPlugin(): Plugin {
   const documentIds = new WeakMap<DocumentNode, number>();
@@ -77,7 +123,7 @@ export function sharedSubscriptionsPlugin(): Plugin {
     const source = await createSourceEventStream(args);
     if (!isAsyncIterable(source)) return source; // errors of the subscription itself: this client's
     const key = keyOf(args);
-    return mapAsyncIterator(source, (event: unknown) => {
+    const results = mapAsyncIterator(source, (event: unknown) => {
       sharedSubscriptionStats.deliveries++;
       if (typeof event !== 'object' || event === null) return execute({ ...args, rootValue: event });
       let byKey = resultsByEvent.get(event);
@@ -95,6 +141,8 @@ export function sharedSubscriptionsPlugin(): Plugin {
       }
       return result;
     });
+    const direct = (args.contextValue as { directDelivery?: DirectDelivery } | undefined)?.directDelivery;
+    return direct ? deliverDirectly(results, direct) : results;
   };
 
   return {

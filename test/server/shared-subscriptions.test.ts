@@ -33,6 +33,8 @@ describe('a subscription many clients share', () => {
       // graphql-ws clients: one JSON text per distinct subscription too
       expect(sharedSubscriptionStats.serialisations - before.serialisations).toBe(2);
       expect(sharedSubscriptionStats.deliveries - before.deliveries).toBe(36);
+      // and written to each socket directly, as graphql-ws `next` messages the clients accept
+      expect(sharedSubscriptionStats.direct - before.direct).toBe(36);
       for (const s of subs) expect(s.items).toEqual([{ priceUpdated: { symbol: 'AAPL', price: 200 } }, { priceUpdated: { symbol: 'AAPL', price: 201 } }]);
       for (const s of others) expect(s.items.map((i) => i.priceUpdated.price)).toEqual([200, 201]);
       expect([...subs, ...others].flatMap((s) => s.errors)).toEqual([]);
