@@ -34,6 +34,21 @@ const BENCHES: Record<string, (args: Map<string, string>) => Promise<Record<stri
       days: Number(args.get('days') ?? 7),
       stepSeconds: Number(args.get('step') ?? 20),
     }),
+  api: async (args) =>
+    (await import('./api.ts')).benchApi({
+      rounds: Number(args.get('rounds') ?? 3),
+      seconds: Number(args.get('seconds') ?? 5),
+      connections: Number(args.get('connections') ?? 10),
+      tickRate: Number(args.get('rate') ?? 1000),
+    }),
+  fanout: async (args) =>
+    (await import('./fanout.ts')).benchFanout({
+      clients: (args.get('clients') ?? '1000,5000,10000').split(',').map(Number),
+      tickRate: Number(args.get('rate') ?? 1000),
+      seconds: Number(args.get('seconds') ?? 10),
+      connectPerSecond: Number(args.get('connect-rate') ?? 2000),
+      clientsPerProcess: Number(args.get('per-process') ?? 2500),
+    }),
   // --store az|file: the lake on an object store (Azurite) against the demo's load, compaction and reads.
   lake: async (args) =>
     args.has('store')

@@ -13,6 +13,8 @@ import { Authenticator } from './auth.ts';
 import { isUnexpected, publicErrorMasker } from './error-masking.ts';
 import { assertSafeExposure, isLoopbackHost, isWildcardHost, OriginPolicy } from './exposure.ts';
 import { GRAPHIQL_OPTIONS, renderGraphiQLOnce } from './graphiql.ts';
+import { hotOperationsPlugins } from './hot-operations.ts';
+import { sharedSubscriptionsPlugin } from './shared-subscriptions.ts';
 import { attachGraphqlWs } from './graphql-ws.ts';
 import { Metrics } from './metrics.ts';
 import { operationLimitsPlugin, OPERATION_LIMITS, type OperationLimits } from './operation-limits.ts';
@@ -96,6 +98,7 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
   const statementTimeoutMs = options.statementTimeoutMs;
 
   const metrics = new Metrics(() => services.pipeline.readNow(), logger);
+  const limits: OperationLimits = { ...OPERATION_LIMITS, ...options.limits };
   const routes: Record<string, http.RequestListener> = { ...options.routes };
 
   const yoga = createYoga<{ requestId?: string; signal?: AbortSignal }, ApiContext>({
@@ -110,6 +113,9 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
     renderGraphiQL: renderGraphiQLOnce,
     landingPage: false,
     multipart: false,
+    // The body is read and bounded before yoga sees it (readBody, MAX_BODY_BYTES: 413 without
+    // reading it all); yoga's own limit would pipe every body through one more stream.
+    maxRequestBodySize: false,
     maskedErrors: { maskError: publicErrorMasker(statementTimeoutMs) },
     logging: {
       debug: () => undefined,
@@ -130,8 +136,10 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
       };
     },
     plugins: [
-      operationLimitsPlugin({ ...OPERATION_LIMITS, ...options.limits }),
+      operationLimitsPlugin(limits),
       useExecutionCancellation(),
+      ...hotOperationsPlugins(logger),
+      sharedSubscriptionsPlugin(),
       useErrorHandler(({ errors, context, phase }) => {
         // For execution errors envelop passes the execution arguments, whose contextValue is ours.
         const ctx = (phase === 'execution' ? (context as { contextValue?: unknown }).contextValue : context) as Partial<ApiContext>;
@@ -242,6 +250,7 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
     newRequestId,
     maxPayloadBytes: MAX_BODY_BYTES,
     maxOperationsPerConnection: MAX_WS_OPERATIONS_PER_CONNECTION,
+    maxConnections: limits.maxWebSocketConnections,
   });
 
   try {
