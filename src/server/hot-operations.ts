@@ -6,12 +6,19 @@ import type { Logger } from '../logger.ts';
 /** A query is compiled from its this-many-th run on: one-off documents stay interpreted. */
 export const COMPILE_AFTER_RUNS = 3;
 
-function isQuery(args: ExecutionArgs): boolean {
+/**
+ * A document with exactly one operation, a query. The compiled code is kept per parsed document
+ * (not per operation name), so a document holding several operations is never compiled: its
+ * requests may name a different operation each time.
+ */
+function isSingleQuery(args: ExecutionArgs): boolean {
+  let operation: string | undefined;
   for (const def of args.document.definitions) {
     if (def.kind !== Kind.OPERATION_DEFINITION) continue;
-    if (!args.operationName || def.name?.value === args.operationName) return def.operation === 'query';
+    if (operation !== undefined) return false;
+    operation = def.operation;
   }
-  return false;
+  return operation === 'query';
 }
 
 /** The offset in `body` of a 1-based line and column (line breaks as graphql-js counts them). */
@@ -62,7 +69,7 @@ export function hotOperationsPlugins(logger: Logger): Plugin[] {
     {},
     {
       enableIf: (args) => {
-        if (!isQuery(args)) return false;
+        if (!isSingleQuery(args)) return false;
         const n = (runs.get(args.document) ?? 0) + 1;
         if (n <= COMPILE_AFTER_RUNS) runs.set(args.document, n);
         return n >= COMPILE_AFTER_RUNS;

@@ -65,6 +65,18 @@ describe('hot queries', () => {
     }
   });
 
+  it('run the operation asked for in a document holding several, whichever ran before', async () => {
+    // The compiled code is kept per parsed document: compiling one operation of a document and
+    // handing it to a request for another would answer the wrong query.
+    const document = `query Prices { latestPrices(symbols: ["MSFT"]) { symbol } } query Assets { assets { symbol } }`;
+    const post = (operationName: string) =>
+      fetch(`${ctx.api.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: document, operationName }) }).then(
+        (r) => r.json() as Promise<{ data: Record<string, unknown> }>,
+      );
+    for (let i = 0; i < COMPILE_AFTER_RUNS + 2; i++) expect(Object.keys((await post('Prices')).data)).toEqual(['latestPrices']);
+    for (let i = 0; i < COMPILE_AFTER_RUNS + 2; i++) expect(Object.keys((await post('Assets')).data)).toEqual(['assets']);
+  });
+
   it('stay within the cost budget: an over-budget query is refused every time', async () => {
     const answers = await repeat(COMPILE_AFTER_RUNS + 2, `{ ticks(symbol: "MSFT", limit: 10000) { price time epochMicros source } }`);
     for (const a of answers) expect(a.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', limit: 'cost' });
