@@ -17,6 +17,7 @@ import { hotOperationsPlugins } from './hot-operations.ts';
 import { sharedSubscriptionsPlugin } from './shared-subscriptions.ts';
 import { attachGraphqlWs } from './graphql-ws.ts';
 import { Metrics } from './metrics.ts';
+import { openFilesLimit, webSocketCapacity } from './open-files.ts';
 import { operationLimitsPlugin, OPERATION_LIMITS, type OperationLimits } from './operation-limits.ts';
 import { BodyTooLargeError, readBody } from './request-body.ts';
 import { serveStatic } from './static-files.ts';
@@ -240,6 +241,13 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
   server.headersTimeout = 15_000;
   server.requestTimeout = 30_000;
 
+  const wsCapacity = webSocketCapacity(limits.maxWebSocketConnections, openFilesLimit());
+  if (wsCapacity.lowered) {
+    logger.warn(
+      { openFiles: wsCapacity.openFiles, webSocketConnections: wsCapacity.cap, configured: limits.maxWebSocketConnections },
+      'ulimit -n leaves room for fewer WebSocket connections than the cap; raise it (e.g. LimitNOFILE=65536 in a systemd unit) to serve more',
+    );
+  }
   const ws = attachGraphqlWs({
     server,
     path: GRAPHQL_PATH,
@@ -250,7 +258,7 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
     newRequestId,
     maxPayloadBytes: MAX_BODY_BYTES,
     maxOperationsPerConnection: MAX_WS_OPERATIONS_PER_CONNECTION,
-    maxConnections: limits.maxWebSocketConnections,
+    maxConnections: wsCapacity.cap,
   });
 
   try {
