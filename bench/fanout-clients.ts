@@ -2,12 +2,17 @@
 // so that the clients' CPU is not the server's): `count` real graphql-ws clients, one WebSocket and
 // one priceUpdated subscription each, on symbols taken in turn from the list. It measures, per
 // message, the time from the commit of the tick's batch (sent by the parent over IPC) to receipt.
+// Each client speaks the graphql-ws protocol (graphql-transport-ws) over a real `ws` WebSocket
+// itself, with one JSON.parse per message: the graphql-ws client library's own machinery per
+// message (validation, sinks, promises) cost these processes more CPU than the server spent, and on
+// a 2-core machine the clients' CPU is taken from the server's.
 // Usage: fanout-clients.ts <graphql url> <count> <symbol,symbol,…>
-import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 
+const SUBSCRIPTION = 'subscription($s: [String!]) { priceUpdated(symbols: $s) { symbol price time } }';
+
 interface ClientState {
-  client: Client;
+  socket: WebSocket;
   lastKey: string | undefined;
   connected: boolean;
   failed: boolean;
@@ -29,6 +34,9 @@ const symbols = symbolsText.split(',');
 const now = () => performance.timeOrigin + performance.now();
 
 const states: ClientState[] = [];
+/** Why clients failed: error messages and close codes, counted. */
+const failures: Record<string, number> = {};
+const tally = (why: string) => void (failures[why] = (failures[why] ?? 0) + 1);
 const commitAt = new Map<string, number>();
 /** Receipts measured before their batch's commit time arrived over IPC. */
 let pending: Array<[string, number]> = [];
@@ -58,23 +66,27 @@ function received(state: ClientState, data: { priceUpdated?: { symbol: string; t
 
 function open(index: number): void {
   const symbol = symbols[index % symbols.length]!;
-  const state: ClientState = { client: undefined as unknown as Client, lastKey: undefined, connected: false, failed: false, initial: false, messages: 0, duplicates: 0 };
-  state.client = createClient({
-    url,
-    webSocketImpl: WebSocket,
-    retryAttempts: 0,
-    lazy: false,
-    on: {
-      connected: () => (state.connected = true),
-      closed: () => {
-        if (!state.connected) state.failed = true;
-      },
-    },
+  const socket = new WebSocket(url, 'graphql-transport-ws', { perMessageDeflate: false });
+  const state: ClientState = { socket, lastKey: undefined, connected: false, failed: false, initial: false, messages: 0, duplicates: 0 };
+  socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: {} })));
+  socket.on('message', (raw) => {
+    const message = JSON.parse(String(raw)) as { type: string; payload?: { data?: { priceUpdated?: { symbol: string; time: string } } } };
+    if (message.type === 'next') return received(state, message.payload?.data);
+    if (message.type === 'connection_ack') {
+      state.connected = true;
+      socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: SUBSCRIPTION, variables: { s: [symbol] } } }));
+    } else if (message.type === 'ping') socket.send('{"type":"pong"}');
+    else if (message.type === 'error') state.failed = true;
   });
-  state.client.subscribe<{ priceUpdated: { symbol: string; time: string } }>(
-    { query: 'subscription($s: [String!]) { priceUpdated(symbols: $s) { symbol price time } }', variables: { s: [symbol] } },
-    { next: (v) => received(state, v.data ?? undefined), error: () => (state.failed = true), complete: () => undefined },
-  );
+  socket.on('error', (err) => {
+    state.failed = true;
+    tally(`error: ${err.message.slice(0, 80)}`);
+  });
+  socket.on('close', (code, reason) => {
+    if (state.initial) return;
+    state.failed = true;
+    tally(`closed ${code} ${String(reason).slice(0, 80)}`);
+  });
   states.push(state);
 }
 
@@ -103,6 +115,7 @@ function report() {
     duplicates: states.reduce((n, s) => n + s.duplicates, 0),
     measuredMessages,
     latencies,
+    failures,
   };
 }
 
@@ -129,7 +142,8 @@ process.on('message', (message: FromParent) => {
     case 'report':
       return process.send!({ report: report() });
     case 'close':
-      Promise.all(states.map((s) => s.client.dispose())).finally(() => process.exit(0));
+      for (const state of states) state.socket.close(1000);
+      setTimeout(() => process.exit(0), 1_000);
       return;
   }
 });

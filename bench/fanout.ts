@@ -30,6 +30,7 @@ interface WorkerReport {
   duplicates: number;
   measuredMessages: number;
   latencies: number[];
+  failures: Record<string, number>;
 }
 
 /**
@@ -171,6 +172,10 @@ export async function benchFanout(options: FanoutOptions): Promise<Record<string
         clients: n,
         connected,
         failedToConnect: reports.reduce((k, r) => k + r.failed, 0),
+        failures: reports.reduce<Record<string, number>>((all, r) => {
+          for (const [why, k] of Object.entries(r.failures)) all[why] = (all[why] ?? 0) + k;
+          return all;
+        }, {}),
         servedCurrentPrice: reports.reduce((k, r) => k + r.withInitialPrice, 0),
         connectSeconds: r1(connectSeconds),
         messagesWhileConnecting,
