@@ -23,6 +23,9 @@ import { BodyTooLargeError, readBody } from './request-body.ts';
 import { serveStatic } from './static-files.ts';
 
 /** What /ready checks, owned by whoever assembled the server: the API's database and the LISTEN connection. */
+/** Connections waiting to be accepted (see the listen call). */
+const LISTEN_BACKLOG = 4096;
+
 export interface Readiness {
   /** Resolves when the API's database answers a query. */
   pingDatabase(): Promise<unknown>;
@@ -264,7 +267,10 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(options.port, host, () => resolve());
+      // After a restart every client reconnects at once: a deep accept queue (Linux caps it at
+      // net.core.somaxconn) holds the burst while the event loop accepts, where Node's default of 511
+      // overflowed and the kernel answered resets.
+      server.listen({ port: options.port, host, backlog: LISTEN_BACKLOG }, () => resolve());
     });
   } catch (err) {
     // e.g. the port is taken: leave nothing open behind the error
