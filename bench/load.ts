@@ -21,7 +21,8 @@ export interface ChildServer {
 /** Forks a TypeScript entry point of bench/ (through tsx) that sends { port } once it listens. */
 export async function forkServer(entry: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildServer> {
   const child = fork(path.join(HERE, entry), args, {
-    execArgv: ['--import', 'tsx'],
+    // LAKETS_BENCH_PROFILE=<dir>: each forked process writes a V8 CPU profile there when it exits.
+    execArgv: ['--import', 'tsx', ...(process.env.LAKETS_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LAKETS_BENCH_PROFILE}`] : [])],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
