@@ -379,13 +379,56 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- Finding bars: which buckets may hold ticks
 
--- Buckets of a rollup that may hold ticks of a symbol: its stored rows and its pending
--- invalidations (every tick logs its minute, hour and day with it). The newest (or, forward, the
--- oldest) p_n distinct ones in [p_lo, p_hi).
-CREATE OR REPLACE FUNCTION lakets._candle_candidates(p_level text, p_symbol text, p_lo timestamptz, p_hi timestamptz,
-                                                     p_n integer, p_forward boolean)
-RETURNS SETOF timestamptz LANGUAGE plpgsql STABLE AS $$
+-- At most this many buckets that only look as if they held ticks are passed over by one search
+-- (see _candle_search); a search that meets more stops there.
+CREATE OR REPLACE FUNCTION lakets._candle_max_skipped() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 20000 $$;
+
+-- Whether [p_lo, p_hi) of a symbol holds a tick, or may still be held by a chunk retention dropped
+-- (whose bucket is then its sealed base merged with what survives).
+CREATE OR REPLACE FUNCTION lakets._candle_may_hold(p_symbol text, p_lo timestamptz, p_hi timestamptz) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
 BEGIN
+    RETURN EXISTS (SELECT 1 FROM public.stock_ticks t WHERE t.symbol = p_symbol AND t.time >= p_lo AND t.time < p_hi)
+        OR EXISTS (SELECT 1 FROM lakets.chunks ch WHERE ch.table_name = 'stock_ticks' AND ch.status = 'dropped'
+                      AND ch.range_end > p_lo AND ch.range_start < p_hi);
+END;
+$$;
+
+-- Buckets of a rollup (p_level 'minute' or 'hour') that may hold ticks of a symbol: its stored
+-- rows and its pending invalidations (every tick logs its minute, hour and day with it). The
+-- newest (or, forward, the oldest) p_n distinct ones in [p_lo, p_hi).
+--
+-- A bucket whose ticks were all deleted still looks like that until the next refresh: its row
+-- and its invalidation are there. With p_validate, a pending bucket counts only if it still holds
+-- a tick (or a dropped chunk's sealed rows): a probe per pending bucket, so it is the second
+-- attempt, after a first one found buckets without bars.
+CREATE OR REPLACE FUNCTION lakets._candle_candidates(p_level text, p_symbol text, p_lo timestamptz, p_hi timestamptz,
+                                                     p_n integer, p_forward boolean, p_validate boolean DEFAULT false)
+RETURNS SETOF timestamptz LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_table text := CASE p_level WHEN 'minute' THEN 'ohlcv_1min' ELSE 'ohlcv_1hour' END;
+    v_width interval := CASE p_level WHEN 'minute' THEN interval '1 minute' ELSE interval '1 hour' END;
+    v_pending integer;
+BEGIN
+    IF p_validate THEN
+        -- Only pending buckets can be empty: read as many more as there are of them.
+        SELECT count(DISTINCT l.bucket) INTO v_pending FROM lakets.rollup_invalidations l
+         WHERE l.rollup = v_table AND l.key = p_symbol AND l.bucket >= p_lo AND l.bucket < p_hi;
+        RETURN QUERY EXECUTE format($q$
+            SELECT u.b FROM ((SELECT x.bucket AS b FROM public.%1$I x
+                               WHERE x.symbol = $1 AND x.bucket >= $2 AND x.bucket < $3 ORDER BY x.bucket %2$s LIMIT $4)
+                             UNION
+                             (SELECT DISTINCT l.bucket FROM lakets.rollup_invalidations l
+                               WHERE l.rollup = %3$L AND l.key = $1 AND l.bucket >= $2 AND l.bucket < $3
+                               ORDER BY l.bucket %2$s LIMIT $4)) u
+             WHERE NOT EXISTS (SELECT 1 FROM lakets.rollup_invalidations l WHERE l.rollup = %3$L AND l.key = $1 AND l.bucket = u.b)
+                OR lakets._candle_may_hold($1, u.b, u.b + $5)
+             ORDER BY u.b %2$s LIMIT $6$q$,
+            v_table, CASE WHEN p_forward THEN 'ASC' ELSE 'DESC' END, v_table)
+        USING p_symbol, p_lo, p_hi, p_n + least(v_pending, lakets._candle_max_skipped()), v_width, p_n;
+        RETURN;
+    END IF;
     IF p_level = 'minute' AND NOT p_forward THEN
         RETURN QUERY
         SELECT u.b FROM ((SELECT x.bucket AS b FROM public.ohlcv_1min x
@@ -431,9 +474,11 @@ $$;
 -- `exhausted` = there is no other such bucket further on. The work is bounded by p_need whatever
 -- the gaps: MINUTE and HOUR sizes read at most p_need x multiple candidate rows of their rollup;
 -- calendar sizes walk from bucket to bucket, each step two index probes for the nearest minute
--- that may hold ticks.
+-- that may hold ticks. With p_validate, buckets whose ticks were deleted (not yet refreshed) are
+-- passed over (at most _candle_max_skipped() of them), so every bucket found holds a bar.
 CREATE OR REPLACE FUNCTION lakets._candle_search(p_symbol text, p_unit text, p_multiple integer, p_zone text,
                                                  p_forward boolean, p_lo timestamptz, p_hi timestamptz, p_need integer,
+                                                 p_validate boolean DEFAULT false,
                                                  OUT starts timestamptz[], OUT exhausted boolean)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -445,6 +490,7 @@ DECLARE
     v_x timestamptz;
     v_m timestamptz;
     v_s timestamptz;
+    v_skipped integer := 0;
     v_out timestamptz[] := '{}';
 BEGIN
     IF p_unit IN ('minute', 'hour') THEN
@@ -454,17 +500,16 @@ BEGIN
         v_hi := CASE WHEN p_hi IS NULL THEN 'infinity' ELSE lakets.time_bucket_ceil(v_width, p_hi) END;
         v_n := p_need * p_multiple;
         WITH c AS MATERIALIZED (
-            SELECT b FROM lakets._candle_candidates(p_unit, p_symbol, v_lo, v_hi, v_n, p_forward) b
+            SELECT b FROM lakets._candle_candidates(p_unit, p_symbol, v_lo, v_hi, v_n, p_forward, p_validate) b
         ), t AS (
             SELECT DISTINCT date_bin(v_width, c.b, '2000-01-01 00:00:00+00') AS s FROM c
         )
-        SELECT (SELECT count(*) FROM c) + 0,
+        SELECT (SELECT count(*) FROM c)::integer,
                ARRAY(SELECT k.s FROM (SELECT t.s FROM t ORDER BY CASE WHEN p_forward THEN t.s END,
                                                                CASE WHEN NOT p_forward THEN t.s END DESC
                                        LIMIT p_need) k ORDER BY k.s),
                (SELECT count(*) FROM t)::integer
-          INTO v_found, starts, v_n
-          FROM (SELECT 1) one;
+          INTO v_found, starts, v_n;
         -- Fewer candidates than asked for: none is left beyond them (unless more buckets than
         -- needed were found, and the search stopped inside them).
         exhausted := v_found < p_need * p_multiple AND v_n <= p_need;
@@ -476,36 +521,45 @@ BEGIN
         v_x := CASE WHEN p_hi IS NULL THEN 'infinity'
                     ELSE lakets.candle_bucket_next(p_unit, p_multiple, p_zone,
                              lakets.candle_bucket(p_unit, p_multiple, p_zone, p_hi - interval '1 microsecond')) END;
-        FOR i IN 1 .. p_need LOOP
+    ELSE
+        v_s := lakets.candle_bucket(p_unit, p_multiple, p_zone, p_lo);
+        v_x := CASE WHEN v_s < p_lo THEN lakets.candle_bucket_next(p_unit, p_multiple, p_zone, v_s) ELSE v_s END;
+    END IF;
+    WHILE cardinality(v_out) < p_need LOOP
+        -- The nearest minute that may hold ticks: a stored row or a pending invalidation.
+        IF NOT p_forward THEN
             v_m := greatest((SELECT max(x.bucket) FROM public.ohlcv_1min x
                               WHERE x.symbol = p_symbol AND x.bucket < v_x AND x.bucket >= coalesce(p_lo, '-infinity')),
                             (SELECT max(l.bucket) FROM lakets.rollup_invalidations l
                               WHERE l.rollup = 'ohlcv_1min' AND l.key = p_symbol AND l.bucket < v_x
                                 AND l.bucket >= coalesce(p_lo, '-infinity')));
-            EXIT WHEN v_m IS NULL;
-            v_s := lakets.candle_bucket(p_unit, p_multiple, p_zone, v_m);
-            EXIT WHEN v_s < coalesce(p_lo, '-infinity');
-            v_out := v_out || v_s;
-            v_x := v_s;
-        END LOOP;
-        starts := ARRAY(SELECT s FROM unnest(v_out) s ORDER BY s);
-    ELSE
-        v_s := lakets.candle_bucket(p_unit, p_multiple, p_zone, p_lo);
-        v_x := CASE WHEN v_s < p_lo THEN lakets.candle_bucket_next(p_unit, p_multiple, p_zone, v_s) ELSE v_s END;
-        FOR i IN 1 .. p_need LOOP
+        ELSE
             v_m := least((SELECT min(x.bucket) FROM public.ohlcv_1min x
                            WHERE x.symbol = p_symbol AND x.bucket >= v_x AND x.bucket < coalesce(p_hi, 'infinity')),
                          (SELECT min(l.bucket) FROM lakets.rollup_invalidations l
                            WHERE l.rollup = 'ohlcv_1min' AND l.key = p_symbol AND l.bucket >= v_x
                              AND l.bucket < coalesce(p_hi, 'infinity')));
-            EXIT WHEN v_m IS NULL;
-            v_s := lakets.candle_bucket(p_unit, p_multiple, p_zone, v_m);
-            EXIT WHEN v_s >= coalesce(p_hi, 'infinity');
-            v_out := v_out || v_s;
-            v_x := lakets.candle_bucket_next(p_unit, p_multiple, p_zone, v_s);
-        END LOOP;
-        starts := v_out;
-    END IF;
+        END IF;
+        EXIT WHEN v_m IS NULL;
+        IF p_validate AND EXISTS (SELECT 1 FROM lakets.rollup_invalidations l
+                                   WHERE l.rollup = 'ohlcv_1min' AND l.key = p_symbol AND l.bucket = v_m)
+           AND NOT lakets._candle_may_hold(p_symbol, v_m, v_m + interval '1 minute') THEN
+            -- Its ticks were deleted: look past it.
+            v_skipped := v_skipped + 1;
+            IF v_skipped > lakets._candle_max_skipped() THEN
+                starts := ARRAY(SELECT s FROM unnest(v_out) s ORDER BY s);
+                exhausted := false;
+                RETURN;
+            END IF;
+            v_x := CASE WHEN p_forward THEN v_m + interval '1 minute' ELSE v_m END;
+            CONTINUE;
+        END IF;
+        v_s := lakets.candle_bucket(p_unit, p_multiple, p_zone, v_m);
+        EXIT WHEN (NOT p_forward AND v_s < coalesce(p_lo, '-infinity')) OR (p_forward AND v_s >= coalesce(p_hi, 'infinity'));
+        v_out := v_out || v_s;
+        v_x := CASE WHEN p_forward THEN lakets.candle_bucket_next(p_unit, p_multiple, p_zone, v_s) ELSE v_s END;
+    END LOOP;
+    starts := ARRAY(SELECT s FROM unnest(v_out) s ORDER BY s);
     exhausted := cardinality(v_out) < p_need;
 END;
 $$;
@@ -556,7 +610,7 @@ BEGIN
     -- it held ticks is passed over, a bounded number of times).
     v_hi := p_starts[1];
     FOR i IN 1 .. 4 LOOP
-        SELECT * INTO v_search FROM lakets._candle_search(p_symbol, p_unit, p_multiple, p_zone, false, NULL, v_hi, 1);
+        SELECT * INTO v_search FROM lakets._candle_search(p_symbol, p_unit, p_multiple, p_zone, false, NULL, v_hi, 1, i > 1);
         EXIT WHEN cardinality(v_search.starts) = 0;
         SELECT c.close INTO v_prev
           FROM lakets._candle_compose(p_symbol, v_search.starts,
@@ -667,9 +721,10 @@ BEGIN
         v_lo := p_from;
         v_hi := coalesce(p_before, p_to);
         -- A bucket that only looked as if it held ticks (its ticks deleted, not yet refreshed) gives
-        -- no bar: the search goes on past it, a bounded number of times.
+        -- no bar: the search goes on past it, checking every pending bucket from then on.
         FOR round IN 1 .. 4 LOOP
-            SELECT * INTO v_search FROM lakets._candle_search(v_symbol, p_unit, p_multiple, p_zone, v_forward, v_lo, v_hi, v_need);
+            SELECT * INTO v_search FROM lakets._candle_search(v_symbol, p_unit, p_multiple, p_zone, v_forward, v_lo, v_hi, v_need,
+                                                              round > 1);
             EXIT WHEN cardinality(v_search.starts) = 0;
             v_ends := lakets._candle_ends(p_unit, p_multiple, p_zone, v_search.starts);
             RETURN QUERY
