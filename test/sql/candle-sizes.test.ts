@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useTestContext } from '../helpers/context.ts';
-import { bruteBars, expectSameCandles, insertTicks, servedPage, type BarSize, type TestTick } from '../helpers/ticks.ts';
+import { bruteBars, expectSameCandles, insertTicks, servedPage, type BarSize, type Candle, type TestTick } from '../helpers/ticks.ts';
 import { seededRandom } from '../../src/ticks/generator.ts';
 
 /**
@@ -173,7 +173,7 @@ describe('paging counts bars', () => {
       const got: string[] = [];
       let before: string | null = null;
       for (let page = 0; page < 2000; page++) {
-        const bars = (await servedPage(ctx.db.pool, ['MSFT'], size, { before, limit })).get('MSFT')!;
+        const bars: Candle[] = (await servedPage(ctx.db.pool, ['MSFT'], size, { before, limit })).get('MSFT')!;
         if (bars.length === 0) break;
         const isLast = got.length + bars.length === expected.length;
         if (!isLast) expect(bars.length, `${label(size)}: page ${page} before ${before}`).toBe(limit);
