@@ -11,6 +11,8 @@ export const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.u
 
 export interface BenchDatabase {
   url: string;
+  /** The embedded server's postmaster (for the CPU of its processes); unset with DATABASE_URL. */
+  postgresPid?: number;
   stop(): Promise<void>;
 }
 
@@ -33,6 +35,7 @@ export async function benchDatabase(name: string): Promise<BenchDatabase> {
   await migrate(url);
   return {
     url,
+    ...(embedded ? { postgresPid: embedded.pid } : {}),
     async stop() {
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();

@@ -20,10 +20,12 @@ export interface IngestOptions {
 }
 
 /**
- * The least ratio each set must keep against a table without triggers: the foundation may cost at most
- * 40 % of raw COPY speed, each layer added a little more (README, "Tests, typecheck, benchmarks").
+ * The least ratio each set must keep against a table without triggers (README, "Tests, typecheck,
+ * benchmarks"): every trigger on, the write path may cost at most 40 % of plain COPY speed. Part of
+ * that is COPY's own: a partitioned table with a transition-table trigger is written row by row
+ * instead of in multi-row batches.
  */
-const TARGET: Record<IngestOptions['triggerSet'], number> = { foundation: 0.6, rollups: 0.55, all: 0.45 };
+const TARGET: Record<IngestOptions['triggerSet'], number> = { foundation: 0.6, rollups: 0.6, all: 0.6 };
 
 /** Trigger name prefixes switched off per trigger set. */
 const OFF: Record<IngestOptions['triggerSet'], string[]> = {

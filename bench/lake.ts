@@ -7,7 +7,7 @@ import { copyTicks, ensureSymbols } from '../src/ticks/tick-table.ts';
 import { TickGenerator, nowMicros } from '../src/ticks/generator.ts';
 import { parseLsn } from '../src/lake/lsn.ts';
 import { createLogger } from '../src/logger.ts';
-import { lakeTableDir } from '../src/config.ts';
+import { lakeStoreConfigFromEnv } from '../src/config/lake-store.ts';
 import { benchDatabase } from './harness.ts';
 import { benchIngest } from './ingest.ts';
 
@@ -29,7 +29,7 @@ export async function benchLake(options: LakeBenchOptions): Promise<Record<strin
   const lakeRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'lakets-bench-lake-'));
   const client = new pg.Client({ connectionString: bench.url });
   await client.connect();
-  const sync = new CdfSync({ url: bench.url, tableDir: lakeTableDir(lakeRoot), logger: createLogger('silent') });
+  const sync = new CdfSync({ url: bench.url, lake: lakeStoreConfigFromEnv({}, lakeRoot), logger: createLogger('silent') });
   try {
     await client.query(`SELECT lakets.set_chronotable_policy('stock_ticks', '10 minutes')`);
     await client.query('SELECT lakets.run_partition_manager()');

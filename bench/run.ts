@@ -2,7 +2,7 @@ import { benchIngest } from './ingest.ts';
 import { writeReport } from './harness.ts';
 
 /**
- * npm run bench -- <name> [--rows N] [--batch N]
+ * npm run bench -- <name> [--rows N] [--batch N]   (lake --store az: the lake on Azurite)
  * Each benchmark measures its target against a baseline in the same run and writes its report
  * into bench/results/latest.json.
  */
@@ -34,12 +34,36 @@ const BENCHES: Record<string, (args: Map<string, string>) => Promise<Record<stri
       days: Number(args.get('days') ?? 7),
       stepSeconds: Number(args.get('step') ?? 20),
     }),
-  lake: async (args) =>
-    (await import('./lake.ts')).benchLake({
-      rows: Number(args.get('rows') ?? 400_000),
-      batchSize: Number(args.get('batch') ?? 10_000),
+  api: async (args) =>
+    (await import('./api.ts')).benchApi({
       rounds: Number(args.get('rounds') ?? 3),
+      seconds: Number(args.get('seconds') ?? 5),
+      connections: Number(args.get('connections') ?? 10),
+      tickRate: Number(args.get('rate') ?? 1000),
     }),
+  fanout: async (args) =>
+    (await import('./fanout.ts')).benchFanout({
+      clients: (args.get('clients') ?? '1000,5000,10000').split(',').map(Number),
+      tickRate: Number(args.get('rate') ?? 1000),
+      seconds: Number(args.get('seconds') ?? 10),
+      connectPerSecond: Number(args.get('connect-rate') ?? 2000),
+      clientsPerProcess: Number(args.get('per-process') ?? 2500),
+    }),
+  // --store az|file: the lake on an object store (Azurite) against the demo's load, compaction and reads.
+  lake: async (args) =>
+    args.has('store')
+      ? (await import('./lake-store.ts')).benchLakeStore({
+          store: args.get('store') === 'file' ? 'file' : 'az',
+          streamSeconds: Number(args.get('seconds') ?? 60),
+          backlog: Number(args.get('backlog') ?? 100_000),
+          dayCommits: Number(args.get('commits') ?? 2_880),
+          rowsPerCommit: Number(args.get('rows-per-commit') ?? 300),
+        })
+      : (await import('./lake.ts')).benchLake({
+          rows: Number(args.get('rows') ?? 400_000),
+          batchSize: Number(args.get('batch') ?? 10_000),
+          rounds: Number(args.get('rounds') ?? 3),
+        }),
 };
 
 const argv = process.argv.slice(2);

@@ -3,7 +3,6 @@
 // Its settings are npm start's (LAKETS_CDF_*, see the README's Configuration); the crash-injection
 // ones (LAKETS_CDF_CRASH_AT, LAKETS_CDF_CRASH_AFTER_COMMITS) exist for the exactly-once tests.
 
-import { lakeTableDir } from '../src/config.ts';
 import { CdfSync, runCdfSyncOnce, type CdfSyncOptions } from '../src/cdf/cdf-sync.ts';
 import { openJobEntry } from './entry.ts';
 
@@ -11,7 +10,8 @@ const { config, logger, db } = await openJobEntry();
 
 const options: CdfSyncOptions = {
   url: db.directUrl,
-  tableDir: lakeTableDir(config.dataDir),
+  lake: config.lake.store,
+  retentionMs: config.lake.retentionMs,
   batchMaxRows: config.cdf.batchMaxRows,
   batchMaxMs: config.cdf.batchMaxMs,
   checkpointInterval: config.cdf.checkpointEvery,

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { lakeStoreConfigFromEnv, LakeStoreConfigError, type LakeStoreConfig } from './config/lake-store.ts';
 
 // The one reader of the environment and the one place that says where files live. Every other module
 // receives a Config (or the part of it it needs); none reads process.env or joins a path under
@@ -50,7 +51,26 @@ export interface Config {
    * embedded server, as the read-only API role's default.
    */
   apiStatementTimeoutMs: number;
+  /** Where the lake lives and how long removed files stay (LAKETS_LAKE_*). */
+  lake: LakeConfig;
 }
+
+/** The lake: its store (LAKETS_LAKE_URL and the store's own variables) and the retention of removed files. */
+export interface LakeConfig {
+  /** Where the lake lives, with its credentials and local cache (log describeLakeStoreConfig(), never this). */
+  store: LakeStoreConfig;
+  /**
+   * LAKETS_LAKE_RETENTION: how long a data file stays in the store after a compaction removed it from
+   * the table (readers of older versions, time travel), and how old an unreferenced file must be before
+   * lake_vacuum deletes it (an upload whose commit is still to come is never that old).
+   */
+  retentionMs: number;
+}
+
+/** Default LAKETS_LAKE_RETENTION: Delta Lake's own default for removed files. */
+export const DEFAULT_LAKE_RETENTION = '7 days';
+/** The shortest retention accepted: far longer than any upload waits for the commit that names it. */
+const MIN_LAKE_RETENTION_MS = 3_600_000;
 
 /** The change-feed sync's batching and its test-only crash injection. */
 export interface CdfConfig {
@@ -131,7 +151,7 @@ export function dataPaths(dataDir: string): DataPaths {
   };
 }
 
-/** The Delta table a source table is synced into: LAKETS_DATA_DIR/lake/<table>. */
+/** The Delta table a source table is synced into on the default lake (LAKETS_LAKE_URL unset): LAKETS_DATA_DIR/lake/<table>. */
 export function lakeTableDir(dataDir: string, table: string = TICK_TABLE): string {
   return path.join(dataPaths(dataDir).lake, table);
 }
@@ -251,7 +271,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiConnectionLimit: intEnv(env, 'LAKETS_API_CONNECTION_LIMIT', 20, 2, 1_000),
     security: loadSecurityConfig(env),
     apiStatementTimeoutMs: loadApiStatementTimeoutMs(env),
+    lake: loadLakeConfig(env, path.resolve(env.LAKETS_DATA_DIR || '.lakets')),
   };
+}
+
+function loadLakeConfig(env: NodeJS.ProcessEnv, dataDir: string): LakeConfig {
+  let store: LakeStoreConfig;
+  try {
+    store = lakeStoreConfigFromEnv(env, dataDir);
+  } catch (error) {
+    if (error instanceof LakeStoreConfigError) throw new ConfigError(error.message);
+    throw error;
+  }
+  const raw = env.LAKETS_LAKE_RETENTION?.trim() || DEFAULT_LAKE_RETENTION;
+  const retentionMs = parseDuration(raw, 'LAKETS_LAKE_RETENTION', 3650 * 86_400_000);
+  if (retentionMs < MIN_LAKE_RETENTION_MS) {
+    throw new ConfigError(`LAKETS_LAKE_RETENTION must be at least 1 hour (an upload in flight must never look abandoned), got "${raw}"`);
+  }
+  return { store, retentionMs };
 }
 
 function loadCdfConfig(env: NodeJS.ProcessEnv, profile: Config['profile']): CdfConfig {
@@ -294,12 +331,17 @@ function loadBackfillMs(env: NodeJS.ProcessEnv, profile: Config['profile'], tick
 export function parseBackfillDuration(text: string): number {
   const raw = text.trim().toLowerCase();
   if (raw === '0' || raw === 'off' || raw === 'false' || raw === 'no') return 0;
-  const match = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/.exec(raw);
+  return parseDuration(text, 'LAKETS_BACKFILL', MAX_BACKFILL_MS, ', or "off"');
+}
+
+/** A duration such as "24 hours", "90 minutes" or "7 days" in milliseconds, at most `maxMs`. */
+function parseDuration(text: string, name: string, maxMs: number, alternatives = ''): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/.exec(text.trim().toLowerCase());
   const unit = match ? UNIT_MS[match[2]!] : undefined;
   if (!match || unit === undefined) {
-    throw new ConfigError(`LAKETS_BACKFILL must be a duration such as "24 hours" or "90 minutes", or "off", got "${text}"`);
+    throw new ConfigError(`${name} must be a duration such as "24 hours" or "90 minutes"${alternatives}, got "${text}"`);
   }
   const ms = Math.round(Number(match[1]) * unit);
-  if (ms > MAX_BACKFILL_MS) throw new ConfigError(`LAKETS_BACKFILL may be at most 7 days, got "${text}"`);
+  if (ms > maxMs) throw new ConfigError(`${name} may be at most ${Math.round(maxMs / 86_400_000)} days, got "${text}"`);
   return ms;
 }

@@ -16,12 +16,14 @@
 
 import type http from 'node:http';
 import pg from 'pg';
-import { dataPaths, lakeTableDir, loadConfig, type Config, type SecurityConfig } from './config.ts';
+import { dataPaths, loadConfig, TICK_TABLE, type Config, type SecurityConfig } from './config.ts';
+import { describeLakeStoreConfig, type LakeStoreConfig } from './config/lake-store.ts';
 import { CdfSync } from './cdf/cdf-sync.ts';
 import { openDatabase, type DatabaseHandle } from './db/database.ts';
 import { ListenHub } from './db/listen-hub.ts';
 import { createDb, createPool } from './db/pool.ts';
 import { LakeReadGate, DEFAULT_LAKE_READ_GATE, type LakeReadGateOptions } from './lake/read-gate.ts';
+import { closeSharedLakeTables, sharedLakeTable } from './lake/shared-tables.ts';
 import { partitionManager } from './lifecycle/partition-manager.ts';
 import { SCHEDULED_JOBS } from './lifecycle/scheduled-jobs.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -74,6 +76,8 @@ const SHORT_POOL_SIZE = 6;
 const BULK_POOL_SIZE = 2;
 /** Longest a query waits for a free connection, then SERVER_BUSY. */
 const DEFAULT_ACQUIRE_TIMEOUT_MS = 15_000;
+/** Most lake files one `ticks` read may fetch from a remote lake (a compacted day is a few; an hour of uncompacted 3-second commits about 1,200). */
+const MAX_LAKE_READ_FILES = 2_000;
 
 export interface ApiOptions {
   /** Connection for the API's queries (may be a read-only role: DATABASE_API_URL). */
@@ -90,8 +94,8 @@ export interface ApiOptions {
   routes?: Record<string, http.RequestListener>;
   /** A folder served at / (the dashboard). */
   staticDir?: string;
-  /** The tick table's lake (lakeTableDir), for ticks of dropped chunks. */
-  lakeDir?: string;
+  /** The lake (config.lake.store), for ticks of dropped chunks. */
+  lake?: LakeStoreConfig;
   /** Lake (DuckDB) reads: concurrency, queue and per-read timeout. */
   lakeReads?: LakeReadGateOptions;
   /** Longest a query waits for a free connection (default 15 s), then SERVER_BUSY. */
@@ -135,7 +139,15 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
       db: createDb(pool),
       bulkDb: createDb(bulkPool),
       hub,
-      ...(options.lakeDir ? { lake: { dir: options.lakeDir, reads: new LakeReadGate(options.lakeReads ?? DEFAULT_LAKE_READ_GATE) } } : {}),
+      ...(options.lake
+        ? {
+            lake: {
+              table: sharedLakeTable(options.lake, TICK_TABLE),
+              reads: new LakeReadGate(options.lakeReads ?? DEFAULT_LAKE_READ_GATE),
+              limits: { maxFiles: MAX_LAKE_READ_FILES, maxBytes: options.lake.cacheMaxBytes },
+            },
+          }
+        : {}),
       logger,
     });
     releasers.add('services', async () => services.close());
@@ -188,6 +200,9 @@ export class Application {
     const db = (this.db = await openDatabase(config, logger));
     this.releasers.add('postgres', () => db.stop(), 60_000);
     if (this.options.onFatal) db.onFatal(this.options.onFatal);
+    // After everything that reads the lake has stopped: its store clients and local copies.
+    this.releasers.add('lake tables', () => closeSharedLakeTables());
+    logger.info({ lake: describeLakeStoreConfig(config.lake.store) }, 'the lake');
 
     const scheduler = new Scheduler(db.url, config, logger);
     // Chunks exist before the first tick arrives.
@@ -202,7 +217,7 @@ export class Application {
       logger,
       security: config.security,
       statementTimeoutMs: config.apiStatementTimeoutMs,
-      lakeDir: lakeTableDir(config.dataDir),
+      lake: config.lake.store,
       health: db.health,
       ...(this.options.dashboard ?? {}),
     }));
@@ -212,7 +227,8 @@ export class Application {
     // is reported and leaves the lake and tiering closed; the rest keeps running.
     const sync = new CdfSync({
       url: db.directUrl,
-      tableDir: lakeTableDir(config.dataDir),
+      lake: config.lake.store,
+      retentionMs: config.lake.retentionMs,
       batchMaxMs: config.cdf.batchMaxMs,
       batchMaxRows: config.cdf.batchMaxRows,
       checkpointInterval: config.cdf.checkpointEvery,

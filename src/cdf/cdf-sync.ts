@@ -28,7 +28,9 @@ import { RestartPoints } from './restart-points.ts';
 import { SyncSession } from './session.ts';
 import { CdfSyncFatalError, ignoreWithReason, type CdfSyncStatus } from './status.ts';
 import { SyncStateRow } from './sync-state.ts';
-import type { DeltaTableWriter } from '../lake/writer.ts';
+import type { LakeStoreConfig } from '../config/lake-store.ts';
+import { openLakeTable } from '../lake/table.ts';
+import type { LakeSession } from './session.ts';
 
 
 export interface CdfSyncOptions {
@@ -36,8 +38,10 @@ export interface CdfSyncOptions {
   url: string;
   /** The source table (sync enabled with lakets.enable_sync). Default: the tick table. */
   table?: string;
-  /** The Delta table the changes go to (config's lakeTableDir). */
-  tableDir: string;
+  /** The lake the changes go to (config.lake.store): the Delta table is `<lake>/<table>`. */
+  lake: LakeStoreConfig;
+  /** How long checkpoints remember removed files (config.lake.retentionMs; default 7 days). */
+  retentionMs?: number;
   /** A Delta commit when this many rows are waiting... (default 100,000) */
   batchMaxRows?: number;
   /** ...or when the oldest waiting transaction is this old (default 10 s). */
@@ -74,7 +78,8 @@ export class CdfSync {
   private readonly policy: BatchingPolicy;
   private readonly crashes: CrashInjection;
   private readonly restartPoints: RestartPoints;
-  private readonly lake: { writer?: DeltaTableWriter } = {};
+  /** The lake table, its writer and whether the store proved create-if-absent: kept across sessions. */
+  private lake: LakeSession | undefined;
   private stopping = false;
   private loop: Promise<void> | undefined;
   private started: { resolve: () => void; reject: (e: Error) => void; promise: Promise<void> } | undefined;
@@ -92,6 +97,7 @@ export class CdfSync {
       statusIntervalMs: 1_000,
       reconnectDelayMs: 1_000,
       snapshotChunkRows: 50_000,
+      retentionMs: 7 * 86_400_000,
       ...options,
     };
     this.log = options.logger;
@@ -162,11 +168,11 @@ export class CdfSync {
     }
   }
 
-  private newSession(): SyncSession {
+  private newSession(lake: LakeSession): SyncSession {
     return new SyncSession({
       url: this.options.url,
       table: this.table,
-      tableDir: this.options.tableDir,
+      retentionMs: this.options.retentionMs,
       checkpointInterval: this.options.checkpointInterval,
       snapshotChunkRows: this.options.snapshotChunkRows,
       statusIntervalMs: this.options.statusIntervalMs,
@@ -176,7 +182,7 @@ export class CdfSync {
       crashes: this.crashes,
       restartPoints: this.restartPoints,
       log: this.log,
-      lake: this.lake,
+      lake,
       isStopping: () => this.stopping,
       advanceCommitted: (lsn) => this.advanceCommitted(lsn),
       streaming: () => this.started?.resolve(),
@@ -185,8 +191,19 @@ export class CdfSync {
 
   /** Sessions until a stop or an error retrying cannot fix; a lost connection opens a new session. */
   private async run(): Promise<void> {
+    // The store's client (and a remote lake's local cache) for the sync's lifetime.
+    const lake = (this.lake ??= { table: openLakeTable(this.options.lake, this.table) });
+    try {
+      await this.runSessions(lake);
+    } finally {
+      this.lake = undefined;
+      await lake.table.close().catch(ignoreWithReason(this.log, 'closing the lake store failed; nothing is left to write'));
+    }
+  }
+
+  private async runSessions(lake: LakeSession): Promise<void> {
     while (!this.stopping) {
-      const session = (this.session = this.newSession());
+      const session = (this.session = this.newSession(lake));
       try {
         await session.run();
       } catch (error) {

@@ -4,10 +4,8 @@
 // Each commit records the `_seq` ranges of its shadow rows in its commitInfo (lakets.shadowSeqRanges),
 // so that rows a crash kept from being purged can be purged later instead of being written twice.
 
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type pg from 'pg';
-import { commitFileName, type DeltaTableWriter } from '../lake/writer.ts';
+import type { DeltaTableWriter } from '../lake/writer.ts';
 import type { Logger } from '../logger.ts';
 
 /** Beyond this many ranges a commit does not record them (its purge after a crash is skipped). */
@@ -56,15 +54,10 @@ export async function purgeShadowRanges(client: pg.ClientBase, table: string, ra
  * many ranges to record.
  */
 export async function recordedShadowRanges(writer: DeltaTableWriter, version: number): Promise<SeqRange[] | undefined> {
-  let first: string;
-  try {
-    first = (await readFile(path.join(writer.tableDir, '_delta_log', commitFileName(version)), 'utf8')).split('\n', 1)[0] ?? '{}';
-  } catch (error) {
-    // A commit file removed by log cleanup: it is older than any commit whose purge can be pending.
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw error;
-  }
-  const info = (JSON.parse(first) as { commitInfo?: { lakets?: { shadowSeqRanges?: SeqRange[]; transactions?: number } } }).commitInfo?.lakets;
+  const commitInfo = await writer.readCommitInfo(version);
+  // A commit file removed by log cleanup is older than any commit whose purge can be pending.
+  if (commitInfo === undefined) return [];
+  const info = commitInfo['lakets'] as { shadowSeqRanges?: SeqRange[]; transactions?: number } | undefined;
   if (info?.shadowSeqRanges) return info.shadowSeqRanges;
   // A sync commit without ranges had too many to record; anything else holds no shadow rows.
   return info?.transactions !== undefined ? undefined : [];

@@ -1,10 +1,15 @@
 // The sync's first commit on a new slot, and its recovery after a crash (docs/ARCHITECTURE.md §6).
 //
-// The slot is created by the sync itself together with an exported snapshot: the shadow rows
-// visible in it (changes committed before the slot existed, or after a slot was lost: the shadow
-// keeps every change the lake does not have) are written as the first commit, with txn version =
-// consistent point - 1; streaming continues from the consistent point. A marker in
-// lakets.cdf_state.detail makes a crash in the middle of this redo it, or finish it.
+// The slot is created by the sync itself together with an exported snapshot, and the first commit
+// holds what the lake lacks as of that snapshot, with txn version = consistent point - 1; streaming
+// continues from the consistent point. Two kinds:
+// - from the shadow: the shadow rows visible in the snapshot (changes committed before the slot
+//   existed, or after a slot was lost: the shadow keeps every change the lake does not have);
+// - a rebuild, when the lake was lost while the source had been synced (its shadow was purged): the
+//   source table's rows visible in the snapshot, one insert each — the current state of the resident
+//   chunks. The shadow rows visible in it are already part of that state: they are purged, never
+//   written. Chunks dropped before are marked as history the lake no longer holds.
+// A marker in lakets.cdf_state.detail makes a crash in the middle of either redo it, or finish it.
 
 import pg from 'pg';
 import { formatMicrosUtc, parseLsn } from '../lake/lsn.ts';
@@ -12,7 +17,7 @@ import type { DeltaTableWriter, LakeRow } from '../lake/writer.ts';
 import type { Logger } from '../logger.ts';
 import { SESSION_OPTIONS, syncClient, TEXT_TYPES } from './connections.ts';
 import type { CrashInjection } from './crash-injection.ts';
-import { purgeRecentCommits, purgeShadowRanges, recordedRangesInfo, recordedShadowRanges, seqRangesAsText } from './shadow-purge.ts';
+import { purgeRecentCommits, purgeShadowRanges, recordedRangesInfo, recordedShadowRanges, seqRangesAsText, type SeqRange } from './shadow-purge.ts';
 import type { SourceTable } from './source-table.ts';
 import { ignoreWithReason, type CdfSyncStatus } from './status.ts';
 import type { SyncStateRow } from './sync-state.ts';
@@ -32,16 +37,27 @@ export interface SnapshotContext {
   advanceCommitted(lsn: bigint): void;
 }
 
+export type SnapshotKind = 'shadow' | 'rebuild';
+
 /**
- * Creates the slot with an exported snapshot and writes the shadow rows visible in it as one commit
- * (txn version = consistent point - 1). Returns the consistent point: everything committed before it
- * is in the lake, and the slot streams what follows.
+ * Creates the slot with an exported snapshot and writes, as one commit (txn version = consistent
+ * point - 1), the shadow rows visible in it, or for a rebuild the source table's rows. Returns the
+ * consistent point: everything committed before it is in the lake, and the slot streams what follows.
  */
-export async function writeSnapshot(ctx: SnapshotContext, slotExists: boolean): Promise<bigint> {
+export async function writeSnapshot(ctx: SnapshotContext, slotExists: boolean, kind: SnapshotKind = 'shadow'): Promise<bigint> {
   const { control, source, writer, status, state, log } = ctx;
   const table = source.table;
   status.state = 'SNAPSHOT';
-  await state.beginSnapshot(control);
+  await state.beginSnapshot(control, kind === 'rebuild');
+  let missingHistory: Record<string, unknown> | undefined;
+  if (kind === 'rebuild') {
+    missingHistory = await state.recordMissingHistory(control);
+    log?.warn(
+      { table, lake: writer.tableDir, missingHistory },
+      'cdf_sync: the lake is empty although this source was synced before: rebuilding it from the rows in Postgres; ' +
+        'the history of chunks dropped before now is missing from it (reported in lake.missingHistory, never refilled)',
+    );
+  }
   if (slotExists) await control.query('SELECT pg_drop_replication_slot($1)', [source.slot]);
   if (writer.version >= 0) await purgeRecentCommits(control, table, writer, log);
 
@@ -63,14 +79,27 @@ export async function writeSnapshot(ctx: SnapshotContext, slotExists: boolean): 
     await snapClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await snapClient.query(`SET TRANSACTION SNAPSHOT ${pg.escapeLiteral(snapshotName)}`);
     const cols = source.columns.map((c) => pg.escapeIdentifier(c.name)).join(', ');
-    await snapClient.query(
-      `DECLARE lakets_snapshot NO SCROLL CURSOR FOR
-         SELECT ${cols}, _change_type, _seq FROM lakets_cdf.${pg.escapeIdentifier(source.shadowTable)}`,
-    );
+    const shadow = `lakets_cdf.${pg.escapeIdentifier(source.shadowTable)}`;
+    const seqs: bigint[] = [];
+    let shadowRanges: SeqRange[] = [];
+    if (kind === 'rebuild') {
+      // The shadow's events in the snapshot are in the table's rows already: their ranges, to purge.
+      const { rows } = await snapClient.query<{ lo: string; hi: string }>(
+        `SELECT min(_seq)::text AS lo, max(_seq)::text AS hi
+           FROM (SELECT _seq, _seq - row_number() OVER (ORDER BY _seq) AS island FROM ${shadow}) AS s
+          GROUP BY island ORDER BY 1`,
+      );
+      shadowRanges = rows.map((r) => [r.lo, r.hi] as const);
+      await snapClient.query(
+        `DECLARE lakets_snapshot NO SCROLL CURSOR FOR
+           SELECT ${cols}, 'insert'::text AS _change_type, NULL::bigint AS _seq FROM ${pg.escapeIdentifier(source.schema)}.${pg.escapeIdentifier(table)}`,
+      );
+    } else {
+      await snapClient.query(`DECLARE lakets_snapshot NO SCROLL CURSOR FOR SELECT ${cols}, _change_type, _seq FROM ${shadow}`);
+    }
     const version = cp - 1n;
     const lsnText = version.toString();
     const at = formatMicrosUtc(BigInt(Date.now()) * 1000n);
-    const seqs: bigint[] = [];
     const width = source.columns.length;
     const chunkRows = ctx.chunkRows;
     const chunks = async function* (): AsyncGenerator<LakeRow[]> {
@@ -83,7 +112,7 @@ export async function writeSnapshot(ctx: SnapshotContext, slotExists: boolean): 
         if (fetched.rows.length === 0) return;
         const rows: LakeRow[] = [];
         for (const r of fetched.rows) {
-          seqs.push(BigInt(r[width + 1] as string));
+          if (r[width + 1] !== null) seqs.push(BigInt(r[width + 1] as string));
           rows.push([...r.slice(0, width + 1), lsnText, at]);
         }
         yield rows;
@@ -93,17 +122,24 @@ export async function writeSnapshot(ctx: SnapshotContext, slotExists: boolean): 
     const result = await writer.commit({
       chunks: chunks(),
       txn: { appId: ctx.appId, version },
-      // The shadow rows this snapshot holds, so that a restart can purge them if this process dies
-      // before it does (see finishSnapshotAfterCrash).
-      info: () => ({ snapshot: { consistentPoint: cpText }, ...recordedRangesInfo(seqRangesAsText(seqs)) }),
+      ...(kind === 'rebuild' ? { operation: 'WRITE' } : {}),
+      // The shadow rows this snapshot holds (or, for a rebuild, covers), so that a restart can purge
+      // them if this process dies before it does (see finishSnapshotAfterCrash).
+      info: () => {
+        shadowRanges = kind === 'rebuild' ? shadowRanges : seqRangesAsText(seqs);
+        return {
+          snapshot: { consistentPoint: cpText, ...(kind === 'rebuild' ? { rebuild: true, missingHistory } : {}) },
+          ...recordedRangesInfo(shadowRanges),
+        };
+      },
     });
     await snapClient.query('COMMIT');
     status.commits += 1;
     status.deltaVersion = result.version;
     status.rowsSynced = writer.numRecords;
-    log?.info({ table, rows: result.rows, version: result.version, consistentPoint: cpText }, 'cdf_sync snapshot written');
+    log?.info({ table, kind, rows: result.rows, version: result.version, consistentPoint: cpText }, 'cdf_sync snapshot written');
     await ctx.crashes.at('commit-visible-before-ack');
-    await purgeShadowRanges(control, table, seqRangesAsText(seqs));
+    await purgeShadowRanges(control, table, shadowRanges);
     // Everything committed before the consistent point is now in the lake.
     ctx.advanceCommitted(cp);
     await state.clearSnapshotMarker(control);

@@ -35,3 +35,15 @@ export class CdfSyncFatalError extends Error {
 export function ignoreWithReason(log: Logger | undefined, reason: string): (error: unknown) => void {
   return (error) => log?.debug({ err: error instanceof Error ? error.message : String(error) }, `cdf_sync: ${reason}`);
 }
+
+/**
+ * Another process created the Delta version this sync was committing, and it was not a compaction
+ * (which the writer catches up with by itself): two writers append to one table. Retrying would only
+ * race it again, so the sync stops and says so.
+ */
+export function concurrentWriterError(conflict: Error): CdfSyncFatalError {
+  return new CdfSyncFatalError(
+    `${conflict.message}. Another process is writing this lake table (a second sync of this source, or a copy of this database ` +
+      `pointed at the same lake); the sync stops, tiering stays closed, and nothing was overwritten.`,
+  );
+}

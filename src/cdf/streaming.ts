@@ -23,7 +23,7 @@ import { ReplicationStream } from './replication-stream.ts';
 import type { RestartPoints } from './restart-points.ts';
 import { purgeShadowRanges, recordedRangesInfo, seqRangesAsText, type SeqRange } from './shadow-purge.ts';
 import type { SourceTable } from './source-table.ts';
-import { ignoreWithReason, type CdfState, type CdfSyncStatus } from './status.ts';
+import { concurrentWriterError, ignoreWithReason, type CdfState, type CdfSyncStatus } from './status.ts';
 import type { SyncStateRow } from './sync-state.ts';
 import { TransactionAssembler, type ReceivedTransaction } from './transactions.ts';
 
@@ -280,7 +280,10 @@ export class StreamingPhase {
         },
       });
     } catch (error) {
-      if (error instanceof DeltaCommitConflictError) ctx.writerConflict();
+      if (error instanceof DeltaCommitConflictError) {
+        ctx.writerConflict();
+        throw concurrentWriterError(error);
+      }
       throw error;
     }
     ctx.status.commits += 1;

@@ -6,6 +6,8 @@ import type { CdfState, CdfSyncStatus } from './status.ts';
 export interface SnapshotMarker {
   /** The new slot's consistent point; null while the slot is being created. */
   consistentPoint?: string | null;
+  /** The snapshot rebuilds a lost lake from the resident chunks (not from the shadow). */
+  rebuild?: boolean;
 }
 
 /**
@@ -55,12 +57,36 @@ export class SyncStateRow {
   }
 
   /** A snapshot begins: state SNAPSHOT, marker without a consistent point yet. */
-  async beginSnapshot(client: pg.ClientBase): Promise<void> {
+  async beginSnapshot(client: pg.ClientBase, rebuild: boolean): Promise<void> {
     await client.query(
       `UPDATE lakets.cdf_state SET state = 'SNAPSHOT', updated_at = clock_timestamp(),
-              detail = detail || '{"snapshot": {"consistentPoint": null}}'::jsonb WHERE table_name = $1`,
+              detail = detail || jsonb_build_object('snapshot', jsonb_build_object('consistentPoint', NULL, 'rebuild', $2::boolean))
+        WHERE table_name = $1`,
+      [this.table, rebuild],
+    );
+  }
+
+  /**
+   * The lake is being rebuilt: marks the chunks dropped so far as missing from it and records the
+   * whole missing history (for `lake` and the log). Returns it.
+   */
+  async recordMissingHistory(client: pg.ClientBase): Promise<Record<string, unknown>> {
+    const { rows } = await client.query<{ missing: Record<string, unknown> }>(
+      `WITH missing AS (SELECT lakets.mark_lake_history_lost($1) || jsonb_build_object('rebuiltAt', clock_timestamp()) AS m)
+       UPDATE lakets.cdf_state SET detail = detail || jsonb_build_object('missingHistory', (SELECT m FROM missing))
+        WHERE table_name = $1 RETURNING detail->'missingHistory' AS missing`,
       [this.table],
     );
+    return rows[0]?.missing ?? {};
+  }
+
+  /** Whether this table's sync ever recorded a Delta commit (its lake existed). */
+  async everCommitted(client: pg.ClientBase): Promise<boolean> {
+    const { rows } = await client.query<{ committed: boolean }>(
+      `SELECT delta_version IS NOT NULL AS committed FROM lakets.cdf_state WHERE table_name = $1`,
+      [this.table],
+    );
+    return rows[0]?.committed ?? false;
   }
 
   async recordSnapshotPoint(client: pg.ClientBase, consistentPoint: string): Promise<void> {

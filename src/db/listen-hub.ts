@@ -21,6 +21,10 @@ export class ListenHub {
   private attempt = 0;
   private _backendPid: number | undefined;
   private _connected = false;
+  private fenceOnWire: Promise<void> | undefined;
+  /** Fences sent so far (reads that arrive together share one). */
+  fencesSent = 0;
+  private fenceNext: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
 
   constructor(
     private readonly connectionString: string,
@@ -53,6 +57,25 @@ export class ListenHub {
     return () => this.resyncHandlers.delete(handler);
   }
 
+  /**
+   * Resolves once every notification committed before this call has been dispatched to the
+   * handlers; rejects while the connection is down. It is one empty query on the listening
+   * connection: a transaction's commit signals the listening backends before the writer hears
+   * that it committed, and a backend sends the notifications it was signalled for before it says
+   * it is ready for the next query, on the same socket, so the handlers run before the query's
+   * answer resolves this promise. Callers arriving while one fence is on the wire share the next.
+   */
+  fence(): Promise<void> {
+    if (!this.fenceOnWire) return this.sendFence();
+    if (!this.fenceNext) {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      this.fenceNext = { promise, resolve, reject };
+    }
+    return this.fenceNext.promise;
+  }
+
   /** Resolves on the next (re)connection; used by tests and readiness checks. */
   waitForConnection(): Promise<void> {
     if (this._connected) return Promise.resolve();
@@ -66,6 +89,22 @@ export class ListenHub {
     this.client = undefined;
     this._connected = false;
     await client?.end().catch(() => undefined);
+  }
+
+  private sendFence(): Promise<void> {
+    this.fencesSent++;
+    const client = this._connected ? this.client : undefined;
+    const sent = client ? client.query('').then(() => undefined) : Promise.reject(new Error('the LISTEN connection is down'));
+    this.fenceOnWire = sent;
+    const done = () => {
+      // The callers that arrived meanwhile get a fence sent after they arrived.
+      const next = this.fenceNext;
+      this.fenceNext = undefined;
+      this.fenceOnWire = undefined;
+      if (next) this.sendFence().then(next.resolve, next.reject);
+    };
+    sent.then(done, done);
+    return sent;
   }
 
   private async connect(): Promise<void> {

@@ -2,7 +2,8 @@
 // the table state at a version (protocol, metaData, every txn, every live add), each in its own struct
 // column, the others null. DuckDB builds it from newline-delimited JSON with an explicit schema, so the
 // column types are the protocol's (maps for partitionValues/configuration, longs for sizes and
-// versions). Then `_last_checkpoint` points at it. Both are replaced atomically (a local store renames
+// versions). Removed files still within the retention period are kept as `remove` rows, as the
+// protocol asks. Then `_last_checkpoint` points at it. Both are replaced atomically (a local store renames
 // a fsynced temp file; an object store's PUT replaces whole); a crash leaves either no checkpoint
 // (readers replay the commits) or a complete one.
 
@@ -11,7 +12,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { addActionLine, type AddAction } from './data-files.ts';
+import { addActionLine, removeActionLine, type AddAction, type RemoveAction } from './data-files.ts';
 import { quoteLiteral } from './sql.ts';
 import type { LakeStore } from './store/lake-store.ts';
 
@@ -20,7 +21,9 @@ export interface CheckpointState {
   readonly protocol: { readonly minReaderVersion: number; readonly minWriterVersion: number };
   readonly metaData: Readonly<Record<string, unknown>>;
   readonly txns: ReadonlyMap<string, bigint>;
-  readonly adds: readonly AddAction[];
+  readonly adds: Iterable<AddAction>;
+  /** Tombstones still within the retention period: readers (and VACUUM in other engines) must know them. */
+  readonly removes?: Iterable<RemoveAction>;
 }
 
 const CHECKPOINT_COLUMNS = {
@@ -56,6 +59,9 @@ export async function writeCheckpoint(connection: DuckDBConnection, store: LakeS
   }
   for (const add of state.adds) {
     lines.push(addActionLine(add));
+  }
+  for (const remove of state.removes ?? []) {
+    lines.push(removeActionLine(remove));
   }
   const jsonPath = path.join(os.tmpdir(), `lakets-checkpoint-${randomUUID()}.json`);
   const staged = await store.stage(`_delta_log/${checkpointFileName(state.version)}`);

@@ -40,6 +40,29 @@ export interface AddAction {
   readonly numRecords: number;
 }
 
+/** A `remove` action (a tombstone): the file left the table at `deletionTimestamp` but stays in the store for readers of older versions. */
+export interface RemoveAction {
+  readonly path: string;
+  readonly deletionTimestamp: number;
+  readonly dataChange: boolean;
+  readonly partitionValues: Readonly<Record<string, string | null>>;
+  readonly size: number;
+}
+
+/** The `remove` action of a data file as one line of a commit or of a checkpoint's JSON. */
+export function removeActionLine(remove: RemoveAction): string {
+  return JSON.stringify({
+    remove: {
+      path: remove.path,
+      deletionTimestamp: remove.deletionTimestamp,
+      dataChange: remove.dataChange,
+      extendedFileMetadata: true,
+      partitionValues: remove.partitionValues,
+      size: remove.size,
+    },
+  });
+}
+
 /** The `add` action of a data file as one line of a commit or of a checkpoint's JSON. */
 export function addActionLine(add: AddAction): string {
   return JSON.stringify({
@@ -136,6 +159,20 @@ export async function writeDataFiles(
   } finally {
     await connection.run(`DROP TABLE IF EXISTS ${raw}`);
   }
+}
+
+/**
+ * The Delta stats of the rows a SQL relation yields (trusted SQL text with the data columns), grouped
+ * by the day partition of each row: what an `add` action records about a file holding them.
+ */
+export async function dayPartitionStats(
+  connection: DuckDBConnection,
+  relationSql: string,
+  columns: readonly DeltaColumn[],
+  partition: DayPartition,
+): Promise<{ partitionValue: string | null; numRecords: number; statsJson: string }[]> {
+  const stats = await partitionStats(connection, `(${relationSql}) AS stats_source`, columns, dayKey(partition, columns));
+  return stats.map(({ partitionValue, numRecords, statsJson }) => ({ partitionValue, numRecords, statsJson }));
 }
 
 /** Appends the rows through the column loaders, one data chunk (≤ the DuckDB vector size) at a time. */

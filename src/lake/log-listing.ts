@@ -58,10 +58,7 @@ export async function listDeltaLog(tableInput: LakeTable | string, options: { fr
   const fromVersion = options.fromVersion ?? 0;
   let objects: ObjectInfo[];
   try {
-    objects = await table.store.list(
-      LOG_PREFIX,
-      fromVersion > 0 ? { startAfter: `${LOG_PREFIX}${String(fromVersion).padStart(20, '0')}` } : {},
-    );
+    objects = fromVersion > 0 ? await listLogFrom(table, fromVersion) : await table.store.list(LOG_PREFIX);
   } catch (error) {
     if (!(error instanceof LakeStoreError)) throw error;
     throw new DeltaLogError(`${logDir} cannot be listed (${error.message}): not a Delta table`, table.location);
@@ -109,6 +106,26 @@ export async function listDeltaLog(tableInput: LakeTable | string, options: { fr
   return { logDir, commits, checkpoints, incompleteCheckpoints, fromVersion };
 }
 
+/** Versions per name prefix when listing from a version: a block shares all digits but the last two. */
+const BLOCK = 100;
+
+/**
+ * The log's names of `fromVersion` and later, block by block of 100 versions (one name prefix each).
+ * Azure's listing cannot start after a name, so listing the whole log to keep its tail would cost a
+ * request per 5,000 commits, and the sync adds thousands a day. Commits are contiguous: a block
+ * that does not reach its last version is the last one with any.
+ */
+async function listLogFrom(table: LakeTable, fromVersion: number): Promise<ObjectInfo[]> {
+  const after = `${LOG_PREFIX}${String(fromVersion).padStart(20, '0')}`;
+  const out: ObjectInfo[] = [];
+  for (let block = Math.floor(fromVersion / BLOCK); ; block++) {
+    const found = (await table.store.list(`${LOG_PREFIX}${String(block).padStart(18, '0')}`)).filter((o) => o.key >= after);
+    out.push(...found);
+    const lastOfBlock = `${LOG_PREFIX}${String(block * BLOCK + BLOCK - 1).padStart(20, '0')}.json`;
+    if (!found.some((o) => o.key === lastOfBlock)) return out;
+  }
+}
+
 function allPartsPresent(parts: ReadonlyMap<number, ObjectInfo>, total: number): boolean {
   for (let part = 1; part <= total; part++) if (!parts.has(part)) return false;
   return true;
@@ -118,6 +135,17 @@ function parseVersion(digits: string | undefined, location: string): number {
   const version = Number(digits);
   if (!Number.isSafeInteger(version)) throw new DeltaLogError(`log version ${digits} is out of range`, location);
   return version;
+}
+
+/**
+ * Whether a table exists at the store's root: its log holds a commit or a checkpoint (a leftover probe
+ * or temp file is not one). Cheap on a long log: `_last_checkpoint` is looked at first.
+ */
+export async function lakeTableExists(tableInput: LakeTable | string): Promise<boolean> {
+  const table = asLakeTable(tableInput);
+  if ((await table.store.stat(`${LOG_PREFIX}_last_checkpoint`)) !== undefined) return true;
+  const names = await table.store.list(LOG_PREFIX);
+  return names.some((o) => /^_delta_log\/\d{20}\.(json|checkpoint\.parquet)$/.test(o.key));
 }
 
 /**

@@ -214,6 +214,22 @@ function assertCommitsPresent(
   }
 }
 
+/**
+ * The actions of every commit after `version`, in version order: what a writer that last saw
+ * `version` has missed. Empty when nothing was committed since.
+ */
+export async function readCommitsAfter(tableInput: LakeTable | string, version: number): Promise<{ version: number; actions: LogAction[] }[]> {
+  const table = asLakeTable(tableInput);
+  const listing = await listDeltaLog(table, { fromVersion: version + 1 });
+  const versions = [...listing.commits.keys()].filter((v) => v > version).sort((a, b) => a - b);
+  versions.forEach((v, i) => {
+    if (v !== version + 1 + i) throw new DeltaLogError(`the Delta log is not contiguous: commit ${version + 1 + i} is missing before ${v}`, table.location);
+  });
+  const out: { version: number; actions: LogAction[] }[] = [];
+  for (const v of versions) out.push({ version: v, actions: await readCommitActions(table, listing.commits.get(v) as ObjectInfo, v) });
+  return out;
+}
+
 async function readCommitActions(table: LakeTable, file: ObjectInfo, version: number): Promise<LogAction[]> {
   const tableDir = table.location;
   const text = (await table.store.read(file.key)).toString('utf8');

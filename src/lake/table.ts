@@ -6,11 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { LakeStore } from './store/lake-store.ts';
 import { LocalFileCache, type LocalFileRequest, type LocalFiles } from './store/local-file-cache.ts';
-import type { LakeStoreConfig } from './store/lake-url.ts';
+import type { LakeStoreConfig } from '../config/lake-store.ts';
 import { openLakeStore } from './store/open-store.ts';
 import { FileLakeStore } from './store/file-store.ts';
 import { LazyTempDir } from './store/process-temp-dir.ts';
-import { DEFAULT_LAKE_CACHE_MB } from './store/lake-url.ts';
+import { DEFAULT_LAKE_CACHE_MB } from '../config/lake-store.ts';
 
 export interface LakeTable {
   /** The store rooted at the table folder: keys are `_delta_log/…` and the data files' paths. */

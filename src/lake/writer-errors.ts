@@ -26,3 +26,21 @@ export class DeltaTableMismatchError extends Error {
     super(message);
   }
 }
+
+/**
+ * The table a writer was appending to is gone from the store (its latest commit, or a table created
+ * by someone else where it expected none): the lake was emptied or replaced. Reopen to see what is there.
+ */
+export class LakeTableGoneError extends Error {
+  override readonly name: string = 'LakeTableGoneError';
+  constructor(
+    readonly tableDir: string,
+    readonly version: number,
+  ) {
+    super(
+      version < 0
+        ? `a Delta table appeared at ${tableDir} while this writer was creating one; reopen the table`
+        : `version ${version} of the Delta table at ${tableDir} is gone from the store: the table was emptied or replaced; reopen it`,
+    );
+  }
+}

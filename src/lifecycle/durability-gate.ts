@@ -1,9 +1,9 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import type pg from 'pg';
 import { loadSnapshot } from '../lake/snapshot.ts';
 import { rangeFingerprint, type RangeFingerprint } from '../lake/fingerprint.ts';
-import { lakeTableDir, type Config } from '../config.ts';
+import { lakeTableExists } from '../lake/log-listing.ts';
+import { sharedLakeTable } from '../lake/shared-tables.ts';
+import type { Config } from '../config.ts';
 
 export interface ChunkRow {
   id: string;
@@ -42,7 +42,9 @@ export async function passChunksThroughGate(client: pg.ClientBase, config: Confi
   const table = chunks[0]?.table_name;
   if (table === undefined) return [];
   if (chunks.some((chunk) => chunk.table_name !== table)) throw new Error('passChunksThroughGate: one table per batch');
-  const lakeDir = lakeTableDir(config.dataDir, table);
+  // The table on the lake's store (local folder or object store); its files are read in place or
+  // fetched into the process's bounded cache, only those of the chunks' days.
+  const lake = sharedLakeTable(config.lake.store, table);
   const outcomes = new Map<ChunkRow, string>();
   const locked: ChunkRow[] = [];
   await client.query('BEGIN');
@@ -97,9 +99,9 @@ export async function passChunksThroughGate(client: pg.ClientBase, config: Confi
       await client.query('COMMIT');
       return finish();
     }
-    if (!fs.existsSync(path.join(lakeDir, '_delta_log'))) {
+    if (!(await lakeTableExists(lake))) {
       await client.query('ROLLBACK');
-      for (const chunk of locked) outcomes.set(chunk, `deferred: no lake table at ${lakeDir}`);
+      for (const chunk of locked) outcomes.set(chunk, `deferred: no lake table at ${lake.location}`);
       return finish();
     }
     const { rows: policy } = await client.query<{ id_column: string | null; time_column: string }>(
@@ -107,7 +109,7 @@ export async function passChunksThroughGate(client: pg.ClientBase, config: Confi
         WHERE p.table_name = $1`,
       [table],
     );
-    const snapshot = await loadSnapshot(lakeDir);
+    const snapshot = await loadSnapshot(lake);
     // Every lake fingerprint first: a drop locks the parent table until this transaction ends, so the
     // drops come last and back to back.
     const fingerprints: RangeFingerprint[] = [];

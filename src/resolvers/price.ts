@@ -34,7 +34,7 @@ builder.queryField('latestPrice', (t) =>
     args: { symbol: t.arg.string({ required: true }) },
     resolve: async (_root, args, ctx) => {
       const symbol = await ctx.services.assets.requireSymbol(args.symbol);
-      return (await ctx.services.prices.latest([symbol]))[0] ?? null;
+      return (await ctx.services.prices.latest([symbol], ctx.signal))[0] ?? null;
     },
   }),
 );
@@ -45,7 +45,7 @@ builder.queryField('latestPrices', (t) =>
     description: 'Latest prices of the given symbols (at most 100), or of every symbol when omitted; symbols without ticks are left out.',
     args: { symbols: t.arg.stringList({ required: false }) },
     complexity: (args) => symbolsCost(args.symbols),
-    resolve: async (_root, args, ctx) => ctx.services.prices.latest(await ctx.services.assets.requireSymbols(args.symbols)),
+    resolve: async (_root, args, ctx) => ctx.services.prices.latest(await ctx.services.assets.requireSymbols(args.symbols), ctx.signal),
   }),
 );
 

@@ -4,6 +4,10 @@
  * is in the server log (and lakets.job_runs / lakets.cdf_state for operators with database access).
  */
 const KINDS: Array<[RegExp, string]> = [
+  [/does not enforce create-if-absent/i, 'the lake store does not enforce create-if-absent'],
+  [/another process is writing this lake table/i, 'another writer on the lake table'],
+  [/replaced by an older copy|bound to another source|does not match the writer/i, 'the lake table belongs elsewhere'],
+  [/access denied|container does not exist|bucket does not exist|cannot be listed|(list|read|write|create|upload|download|delete|stat) [a-z0-9]+:\/\/\S+ failed/i, 'lake store unavailable'],
   [/statement timeout|canceling statement|timed? ?out|timeout/i, 'timed out'],
   [/ECONNREFUSED|ECONNRESET|connection (terminated|refused|reset)|terminating connection|Connection terminated|the database system is/i, 'database unavailable'],
   [/lock|deadlock|could not obtain/i, 'lock conflict'],

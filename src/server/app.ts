@@ -13,8 +13,11 @@ import { Authenticator } from './auth.ts';
 import { isUnexpected, publicErrorMasker } from './error-masking.ts';
 import { assertSafeExposure, isLoopbackHost, isWildcardHost, OriginPolicy } from './exposure.ts';
 import { GRAPHIQL_OPTIONS, renderGraphiQLOnce } from './graphiql.ts';
+import { hotOperationsPlugins } from './hot-operations.ts';
+import { sharedSubscriptionsPlugin } from './shared-subscriptions.ts';
 import { attachGraphqlWs } from './graphql-ws.ts';
 import { Metrics } from './metrics.ts';
+import { openFilesLimit, webSocketCapacity } from './open-files.ts';
 import { operationLimitsPlugin, OPERATION_LIMITS, type OperationLimits } from './operation-limits.ts';
 import { BodyTooLargeError, readBody } from './request-body.ts';
 import { serveStatic } from './static-files.ts';
@@ -96,6 +99,7 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
   const statementTimeoutMs = options.statementTimeoutMs;
 
   const metrics = new Metrics(() => services.pipeline.readNow(), logger);
+  const limits: OperationLimits = { ...OPERATION_LIMITS, ...options.limits };
   const routes: Record<string, http.RequestListener> = { ...options.routes };
 
   const yoga = createYoga<{ requestId?: string; signal?: AbortSignal }, ApiContext>({
@@ -110,6 +114,9 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
     renderGraphiQL: renderGraphiQLOnce,
     landingPage: false,
     multipart: false,
+    // The body is read and bounded before yoga sees it (readBody, MAX_BODY_BYTES: 413 without
+    // reading it all); yoga's own limit would pipe every body through one more stream.
+    maxRequestBodySize: false,
     maskedErrors: { maskError: publicErrorMasker(statementTimeoutMs) },
     logging: {
       debug: () => undefined,
@@ -130,8 +137,10 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
       };
     },
     plugins: [
-      operationLimitsPlugin({ ...OPERATION_LIMITS, ...options.limits }),
+      operationLimitsPlugin(limits),
       useExecutionCancellation(),
+      ...hotOperationsPlugins(logger),
+      sharedSubscriptionsPlugin(),
       useErrorHandler(({ errors, context, phase }) => {
         // For execution errors envelop passes the execution arguments, whose contextValue is ours.
         const ctx = (phase === 'execution' ? (context as { contextValue?: unknown }).contextValue : context) as Partial<ApiContext>;
@@ -232,6 +241,13 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
   server.headersTimeout = 15_000;
   server.requestTimeout = 30_000;
 
+  const wsCapacity = webSocketCapacity(limits.maxWebSocketConnections, openFilesLimit());
+  if (wsCapacity.lowered) {
+    logger.warn(
+      { openFiles: wsCapacity.openFiles, webSocketConnections: wsCapacity.cap, configured: limits.maxWebSocketConnections },
+      'ulimit -n leaves room for fewer WebSocket connections than the cap; raise it (e.g. LimitNOFILE=65536 in a systemd unit) to serve more',
+    );
+  }
   const ws = attachGraphqlWs({
     server,
     path: GRAPHQL_PATH,
@@ -242,6 +258,7 @@ export async function startServer(options: ServerOptions): Promise<ApiServer> {
     newRequestId,
     maxPayloadBytes: MAX_BODY_BYTES,
     maxOperationsPerConnection: MAX_WS_OPERATIONS_PER_CONNECTION,
+    maxConnections: wsCapacity.cap,
   });
 
   try {

@@ -13,10 +13,14 @@ export function publicErrorMasker(statementTimeoutMs: number) {
     const original = error instanceof GraphQLError ? error.originalError : error;
     if (original instanceof InputError) {
       const located = error instanceof GraphQLError ? error : undefined;
-      return new GraphQLError(original.message, {
+      const refused = new GraphQLError(original.message, {
         ...(located ? { nodes: located.nodes, source: located.source, positions: located.positions, path: located.path } : {}),
         extensions: { code: 'BAD_USER_INPUT', ...original.details },
       });
+      // A compiled query (graphql-jit) locates its errors by `locations` alone, without nodes:
+      // hot-operations.ts turns them back into source positions after masking.
+      if (!refused.locations && located?.locations) (refused as { locations?: unknown }).locations = located.locations;
+      return refused;
     }
     if (original && (original as { code?: string }).code === '57014' && /statement timeout/.test((original as Error).message)) {
       return new GraphQLError(`the query ran longer than ${statementTimeoutMs} ms and was stopped; ask for less (limit, narrower from/to)`, {

@@ -7,6 +7,7 @@ import type { YogaServerInstance } from 'graphql-yoga';
 import type { Authenticator } from './auth.ts';
 import type { OriginPolicy } from './exposure.ts';
 import type { Logger } from '../logger.ts';
+import { sharedResultJson, type DirectDelivery } from './shared-subscriptions.ts';
 
 export interface GraphqlWsOptions {
   server: http.Server;
@@ -20,6 +21,8 @@ export interface GraphqlWsOptions {
   maxPayloadBytes: number;
   /** Operations one connection may run at once (each subscription holds a feed queue). */
   maxOperationsPerConnection: number;
+  /** WebSocket connections open at once; an upgrade past it is refused with 503. */
+  maxConnections: number;
 }
 
 interface SocketState {
@@ -32,6 +35,47 @@ function authorizationOf(params: Readonly<Record<string, unknown>> | undefined):
   // GraphiQL puts the headers tab into connectionParams as typed ("Authorization").
   for (const [key, value] of Object.entries(params)) if (key.toLowerCase() === 'authorization') return value;
   return undefined;
+}
+
+/**
+ * A result shared by every client of a subscription (shared-subscriptions.ts) is serialised once:
+ * graphql-ws stringifies each message itself, so its replacer puts this placeholder where the
+ * payload goes and remembers the payload's JSON; the socket's send, called at once with that very
+ * text, splices the JSON in. (JSON.rawJSON would say it directly, but it takes primitives only.)
+ */
+const SHARED_PLACEHOLDER = '\u0000lakets:shared-result';
+const SHARED_PLACEHOLDER_TAIL = `${JSON.stringify(SHARED_PLACEHOLDER)}}`;
+let pendingSharedJson: string | undefined;
+
+function sharedPayloadReplacer(this: unknown, key: string, value: unknown): unknown {
+  if (key !== 'payload') return value;
+  const json = sharedResultJson(value);
+  if (json === undefined) return value;
+  pendingSharedJson = json;
+  return SHARED_PLACEHOLDER;
+}
+
+function withSharedPayload(data: string): string {
+  const json = pendingSharedJson;
+  if (json === undefined || !data.endsWith(SHARED_PLACEHOLDER_TAIL)) return data;
+  pendingSharedJson = undefined;
+  return `${data.slice(0, -SHARED_PLACEHOLDER_TAIL.length)}${json}}`;
+}
+
+/** Bytes waiting on a socket past which a client is behind: its next message waits for these to be written. */
+const SLOW_CLIENT_BYTES = 64 * 1024;
+
+/** Shared subscription results for one operation of one socket, written as graphql-ws `next` messages. */
+function directDelivery(socket: WebSocket, id: string): DirectDelivery {
+  const prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+  return {
+    next(payloadJson) {
+      if (socket.readyState !== socket.OPEN) return;
+      const data = `${prefix}${payloadJson}}`;
+      if (socket.bufferedAmount < SLOW_CLIENT_BYTES) return void socket.send(data);
+      return new Promise<void>((resolve) => socket.send(data, () => resolve()));
+    },
+  };
 }
 
 function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
@@ -50,6 +94,7 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
   const { server, yoga, auth, origins, logger } = options;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes });
   const states = new WeakMap<object, SocketState>();
+  let capWarned = false;
 
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
@@ -64,6 +109,13 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
       logger.warn({ origin: req.headers.origin }, 'WebSocket from an origin not in LAKETS_CORS_ORIGINS refused');
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
+    // Each socket holds a file descriptor: past the cap, refuse before the process runs out of them.
+    if (wss.clients.size >= options.maxConnections) {
+      if (!capWarned) logger.warn({ limit: options.maxConnections }, 'WebSocket connection cap reached; upgrades refused with 503 until some close');
+      capWarned = true;
+      return refuseUpgrade(socket, 503, 'Service Unavailable');
+    }
+    capWarned = false;
     wss.handleUpgrade(req, socket, head, (ws) => {
       // A protocol error a client causes (an oversized or malformed frame) makes ws close that socket
       // (1009, 1002…) and emit 'error', which graphql-ws would print to stderr: any client could
@@ -76,6 +128,8 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
         }
         return emit(event, ...args);
       }) as typeof ws.emit;
+      const send = ws.send.bind(ws);
+      ws.send = ((data: unknown, ...rest: unknown[]) => (send as (...a: unknown[]) => void)(typeof data === 'string' ? withSharedPayload(data) : data, ...rest)) as typeof ws.send;
       wss.emit('connection', ws, req);
     });
   };
@@ -89,6 +143,10 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
 
   const wsServer = useServer(
     {
+      jsonMessageReplacer: sharedPayloadReplacer,
+      // A shared result goes out as it is (graphql-ws would copy it per client otherwise), so that
+      // the replacer recognises it.
+      onNext: (_ctx, _id, _payload, _args, result) => (sharedResultJson(result) !== undefined ? (result as never) : undefined),
       execute: (args: ExecutionArgs) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
       subscribe: (args: ExecutionArgs) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
       onConnect: async (ctx) => {
@@ -121,6 +179,7 @@ export function attachGraphqlWs(options: GraphqlWsOptions): { dispose(): Promise
           params: payload,
           requestId: `${state.requestId}/${id}`,
           signal: controller.signal,
+          directDelivery: directDelivery(ctx.extra.socket, id),
         });
         let document;
         try {

@@ -16,7 +16,7 @@ export interface JobObservation {
 /**
  * /metrics in Prometheus text format: the pipeline signals (read from lakets.pipeline_status(), so
  * they are the database's truth, at most METRICS_CACHE_MS old; concurrent scrapes share one read)
- * plus the job runs of this process.
+ * plus the job runs of this process. The text itself is rendered at most once per period too.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -42,6 +42,8 @@ export class Metrics {
     registers: [this.registry],
   });
   private readonly status: CachedRead<PipelineStatus>;
+  /** The rendered text, shared like the status: one render per period whatever the number of scrapers. */
+  private readonly text: CachedRead<string>;
 
   constructor(
     readStatus: () => Promise<PipelineStatus>,
@@ -50,6 +52,7 @@ export class Metrics {
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'lakets_process_' });
     this.status = new CachedRead(readStatus, cacheMs);
+    this.text = new CachedRead(() => this.renderNow(), cacheMs);
   }
 
   observeJob(o: JobObservation): void {
@@ -71,7 +74,12 @@ export class Metrics {
     );
   };
 
-  async render(): Promise<string> {
+  /** The exposition text, at most one cache period old (prom-client renders every metric each time: too much to do per scrape). */
+  render(): Promise<string> {
+    return this.text.get();
+  }
+
+  private async renderNow(): Promise<string> {
     const s = await this.status.get();
     this.ticksLastMinute.set(s.ticksLastMinute);
     for (const status of ['active', 'tiered', 'dropped'] as const) this.partitions.set({ status }, s.partitions[status]);

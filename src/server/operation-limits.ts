@@ -39,8 +39,16 @@ export const OPERATION_LIMITS = {
   maxTokens: 2_000,
   /** Budget of one operation in cost units: about one unit per row a resolver reads and per value it returns. */
   maxCost: 20_000,
-  /** Subscriptions open at once in this process, over SSE and WebSocket together (each is fed on every change). */
-  maxSubscriptions: 2_000,
+  /**
+   * Subscriptions open at once in this process, over SSE and WebSocket together. Each costs a
+   * queue and, per change of what it follows, one shared execution per distinct subscription plus
+   * one message: measured with `npm run bench -- fanout`, 10,000 priceUpdated clients are served
+   * by one process (README, "Subscriptions at scale"). Each client holds a file descriptor: the
+   * process's `ulimit -n` must exceed this and maxWebSocketConnections with room to spare.
+   */
+  maxSubscriptions: 12_000,
+  /** WebSocket connections open at once (each holds a file descriptor, subscribed or not); an upgrade past it gets 503. */
+  maxWebSocketConnections: 12_000,
 };
 
 export type OperationLimits = { readonly [K in keyof typeof OPERATION_LIMITS]: number };
@@ -220,6 +228,33 @@ export function checkCost(
   return { cost, errors: [] };
 }
 
+/** Verdicts kept per document: a few variable sets each, short ones only (a verdict is cheap to recompute, memory is not). */
+const COST_VERDICTS_PER_DOCUMENT = 16;
+const MAX_MEMOISED_VARIABLES_CHARS = 1_024;
+
+/**
+ * checkCost, memoised per parsed document (yoga's parser cache hands the same DocumentNode to every
+ * request of the same text) and per operation name and variables: the price of a field depends on
+ * its arguments only, so the same operation with the same variables always gets the same verdict.
+ * Without it every request walked its document once more, with the complexity rule, before it ran.
+ */
+export function costChecker(limits: OperationLimits = OPERATION_LIMITS) {
+  const verdicts = new WeakMap<DocumentNode, Map<string, CostCheck>>();
+  return (schema: GraphQLSchema, document: DocumentNode, variables: Record<string, unknown> | null | undefined, operationName: string | null | undefined, context: object): CostCheck => {
+    const vars = variables && Object.keys(variables).length > 0 ? JSON.stringify(variables) : '';
+    if (vars.length > MAX_MEMOISED_VARIABLES_CHARS) return checkCost(schema, document, variables, operationName, context, limits);
+    const key = `${operationName ?? ''}\u0000${vars}`;
+    let byKey = verdicts.get(document);
+    const known = byKey?.get(key);
+    if (known) return known;
+    const check = checkCost(schema, document, variables, operationName, context, limits);
+    if (!byKey) verdicts.set(document, (byKey = new Map()));
+    if (byKey.size >= COST_VERDICTS_PER_DOCUMENT) byKey.delete(byKey.keys().next().value!);
+    byKey.set(key, check);
+    return check;
+  };
+}
+
 /**
  * The yoga/envelop plugin: token limit at parse, shape rules at validation, the cost budget right
  * before execution or subscription (with the request's variables), and a cap on the subscriptions
@@ -228,6 +263,7 @@ export function checkCost(
 export function operationLimitsPlugin(limits: OperationLimits = OPERATION_LIMITS): Plugin {
   const tokens = maxTokensPlugin({ n: limits.maxTokens, propagateOnRejection: true }) as Plugin;
   const rules = shapeRules(limits);
+  const cost = costChecker(limits);
   let openSubscriptions = 0;
   return {
     onParse(payload) {
@@ -243,11 +279,11 @@ export function operationLimitsPlugin(limits: OperationLimits = OPERATION_LIMITS
       for (const rule of rules) addValidationRule(rule);
     },
     onExecute({ args, setResultAndStopExecution }) {
-      const check = checkCost(args.schema, args.document, args.variableValues, args.operationName, args.contextValue as object, limits);
+      const check = cost(args.schema, args.document, args.variableValues, args.operationName, args.contextValue as object);
       if (check.errors.length) setResultAndStopExecution({ errors: check.errors });
     },
     onSubscribe({ args, setResultAndStopExecution }) {
-      const check = checkCost(args.schema, args.document, args.variableValues, args.operationName, args.contextValue as object, limits);
+      const check = cost(args.schema, args.document, args.variableValues, args.operationName, args.contextValue as object);
       if (check.errors.length) return setResultAndStopExecution({ errors: check.errors });
       if (openSubscriptions >= limits.maxSubscriptions) {
         return setResultAndStopExecution({

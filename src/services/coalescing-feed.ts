@@ -25,6 +25,11 @@ export interface CoalescingFeedOptions {
   listen?: { hub: ListenHub; channel: string; notified(payload: unknown): void; resync(): void };
   /** The last subscriber left. */
   idle?(): void;
+  /**
+   * Read what is marked even while nobody subscribes (a feed whose state also answers queries,
+   * like the latest prices); by default marks are dropped when the last subscriber leaves.
+   */
+  readWithoutSubscribers?: boolean;
 }
 
 /**
@@ -39,6 +44,7 @@ export interface CoalescingFeedOptions {
 export class CoalescingFeed<S extends FeedSubscriber<V>, V> {
   readonly subscribers = new Set<S>();
   private reading = false;
+  private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly unlisten: Array<() => void> = [];
 
@@ -64,7 +70,7 @@ export class CoalescingFeed<S extends FeedSubscriber<V>, V> {
 
   /** Something was marked: read it soon (at once after the read in progress). */
   schedule(): void {
-    if (this.subscribers.size === 0) {
+    if (!this.active()) {
       this.options.clear();
       return;
     }
@@ -74,6 +80,7 @@ export class CoalescingFeed<S extends FeedSubscriber<V>, V> {
   }
 
   close(): void {
+    this.closed = true;
     clearTimeout(this.retryTimer);
     this.unlisten.forEach((off) => off());
     for (const s of this.subscribers) s.queue.close();
@@ -81,8 +88,9 @@ export class CoalescingFeed<S extends FeedSubscriber<V>, V> {
 
   private async flush(): Promise<void> {
     try {
-      while (this.subscribers.size > 0 && this.options.pending()) await this.options.read();
+      while (this.active() && this.options.pending()) await this.options.read();
     } catch (err) {
+      if (this.closed) return;
       this.options.logger.warn({ err: (err as Error).message }, `${this.options.name} fan-out read failed; retrying`);
       this.retryTimer = setTimeout(() => {
         this.reading = false;
@@ -92,6 +100,11 @@ export class CoalescingFeed<S extends FeedSubscriber<V>, V> {
       return;
     }
     this.reading = false;
-    if (this.subscribers.size === 0) this.options.clear();
+    if (!this.active()) this.options.clear();
+  }
+
+  private active(): boolean {
+    if (this.closed) return false;
+    return this.subscribers.size > 0 || this.options.readWithoutSubscribers === true;
   }
 }

@@ -18,6 +18,19 @@ export interface LakeStatus {
   slotRetainedBytes: number | null;
   slotLagBytes: number | null;
   error: string | null;
+  /** Set once the lake was lost and rebuilt from the resident chunks: the history it no longer holds. */
+  missingHistory?: MissingLakeHistory | null;
+}
+
+/** The rows of chunks dropped before the lake was lost: gone with it, reported, never refilled. */
+export interface MissingLakeHistory {
+  /** When the lake was last rebuilt. */
+  rebuiltAt: string;
+  chunks: number;
+  rows: number;
+  /** The time range the missing chunks covered (null when none is missing). */
+  from: string | null;
+  to: string | null;
 }
 
 /** The last run of a job, as lakets.pipeline_status() reports it. */

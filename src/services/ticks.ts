@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { sql } from 'kysely';
 import { TICK_TABLE } from '../config.ts';
 import { cancelledBy, type Db } from '../db/pool.ts';
@@ -7,7 +5,10 @@ import { changeFeedCurrentStateSql } from '../lake/change-feed.ts';
 import { toPlainRow } from '../lake/duckdb-values.ts';
 import { filesForRange } from '../lake/fingerprint.ts';
 import { formatMicrosUtc } from '../lake/lsn.ts';
+import { LakeReadTooLargeError, withLocalFiles, type LocalReadLimits } from '../lake/local-snapshot.ts';
+import { lakeTableExists } from '../lake/log-listing.ts';
 import type { LakeReadGate } from '../lake/read-gate.ts';
+import type { LakeTable } from '../lake/table.ts';
 import { loadSnapshot } from '../lake/snapshot.ts';
 import { quoteLiteral } from '../lake/sql.ts';
 import type { AssetCatalog } from './assets.ts';
@@ -48,10 +49,12 @@ export interface TickRequest {
   after?: string | null;
 }
 
-/** The lake table of the ticks, and the gate its reads take turns through. */
+/** The lake table of the ticks, the gate its reads take turns through, and what one read may download. */
 export interface TickLake {
-  dir: string;
+  table: LakeTable;
   reads: LakeReadGate;
+  /** Most files and bytes one read may download from a remote lake (a local one is read in place). */
+  limits: LocalReadLimits;
 }
 
 interface PgTickRow {
@@ -179,7 +182,7 @@ export class TickHistory {
       .execute(cancelledBy(signal));
     // Postgres already returns resident ticks in order; only a merge with the lake needs a sort.
     const lake = this.lake;
-    if (dropped.length === 0 || !lake || !fs.existsSync(path.join(lake.dir, '_delta_log')) || lakeFrom >= lakeTo) return resident;
+    if (dropped.length === 0 || !lake || lakeFrom >= lakeTo) return resident;
     const ticks = new Map<string, RawTick>(resident.map((t) => [t.tickId, t]));
     const lakeLimit = after ? limit + CURSOR_SLACK : limit;
     for (const lakeTick of await this.readLake(lake, signal, symbol, lakeFrom, lakeTo, dropped, lakeLimit, newest)) {
@@ -195,6 +198,11 @@ export class TickHistory {
     return keyed.slice(0, limit).map((k) => k.t);
   }
 
+  /**
+   * Ticks of the dropped ranges from the lake: the files of the window's days are fetched (from a
+   * remote lake into the local cache, within the read's limits), then read through the lake read gate
+   * (reads take turns on DuckDB, so clients cannot stall the sync). No table yet: no lake ticks.
+   */
   private async readLake(
     lake: TickLake,
     signal: AbortSignal,
@@ -205,7 +213,8 @@ export class TickHistory {
     limit: number,
     newestFirst = false,
   ): Promise<RawTick[]> {
-    const snapshot = await loadSnapshot(lake.dir);
+    if (!(await lakeTableExists(lake.table))) return [];
+    const snapshot = await loadSnapshot(lake.table);
     const ranges = dropped.map((d) => {
       const lo = new Date(Math.max(from.getTime(), d.range_start.getTime())).toISOString();
       const hi = new Date(Math.min(to.getTime(), d.range_end.getTime())).toISOString();
@@ -213,11 +222,24 @@ export class TickHistory {
     });
     const where = `symbol = ${quoteLiteral(symbol)} AND (${ranges.join(' OR ')})`;
     const pruned = filesForRange(snapshot, from, to, { timeColumn: 'time', dayPartitionColumn: 'date' });
-    const query = `SELECT symbol, strftime("time" AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS time, price, volume, tick_id::VARCHAR AS tick_id
-         FROM (${changeFeedCurrentStateSql(pruned, { where })}) AS s
-        ORDER BY ${newestFirst ? 's."time" DESC, s.tick_id DESC' : 's."time", s.tick_id'} LIMIT ${Number(limit)}`;
-    // Through the lake read gate: reads take turns on DuckDB, so clients cannot stall the sync.
-    const rows = await lake.reads.run(signal, async (connection) => (await connection.runAndReadAll(query)).getRowObjects().map(toPlainRow));
+    let rows;
+    try {
+      rows = await withLocalFiles(
+        pruned,
+        (local) => {
+          const query = `SELECT symbol, strftime("time" AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS time, price, volume, tick_id::VARCHAR AS tick_id
+               FROM (${changeFeedCurrentStateSql(local, { where })}) AS s
+              ORDER BY ${newestFirst ? 's."time" DESC, s.tick_id DESC' : 's."time", s.tick_id'} LIMIT ${Number(limit)}`;
+          return lake.reads.run(signal, async (connection) => (await connection.runAndReadAll(query)).getRowObjects().map(toPlainRow));
+        },
+        lake.limits,
+      );
+    } catch (error) {
+      if (error instanceof LakeReadTooLargeError) {
+        throw new InputError(`the window needs ${error.files} lake files (${Math.ceil(error.bytes / 1048576)} MiB) of dropped history, more than one read may fetch; narrow from/to`, { argument: 'from' });
+      }
+      throw error;
+    }
     return rows.map((r) => ({
       symbol: String(r.symbol),
       time: String(r.time),

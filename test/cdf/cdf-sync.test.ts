@@ -20,7 +20,7 @@ import { parseLsn } from '../../src/lake/lsn.ts';
 import { ensureDatabase, startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/db/embedded/postgres.ts';
 import { migrate } from '../../src/db/migrate.ts';
 import { useTestContext, waitFor } from '../helpers/context.ts';
-import { lakeDuplicateEvents, lakeEventCounts, lakeTicks, sourceTicks } from '../helpers/lake.ts';
+import { fileLake, lakeDuplicateEvents, lakeEventCounts, lakeTicks, sourceTicks } from '../helpers/lake.ts';
 import { freePort } from '../helpers/ports.ts';
 import { spawnEntry, type Spawned } from '../helpers/processes.ts';
 
@@ -211,7 +211,7 @@ describe('cdf_sync end to end', () => {
     // Changes made before the slot exists reach the lake through the slot's exported snapshot.
     await writeRound(client, generator, expected, 400, 0);
     const tableDir = lakeTableDir(dataDir);
-    const sync = new CdfSync({ url: ctx.db.url, tableDir, batchMaxRows: 1_000, batchMaxMs: 150, statusIntervalMs: 200, checkpointInterval: 4 });
+    const sync = new CdfSync({ url: ctx.db.url, lake: fileLake(dataDir), batchMaxRows: 1_000, batchMaxMs: 150, statusIntervalMs: 200, checkpointInterval: 4 });
     await sync.start();
     try {
       expect((await cdfState(client))?.state).toBe('STREAMING');
@@ -254,10 +254,10 @@ describe('cdf_sync end to end', () => {
     expect((await cdfState(client))?.state).toBe('STOPPED');
 
     // A restart with nothing new writes nothing twice; new changes after it arrive once.
-    const again = await runCdfSyncOnce({ url: ctx.db.url, tableDir, batchMaxMs: 100, statusIntervalMs: 100 });
+    const again = await runCdfSyncOnce({ url: ctx.db.url, lake: fileLake(dataDir), batchMaxMs: 100, statusIntervalMs: 100 });
     expect(again.commits).toBe(0);
     await writeRound(client, generator, expected, 100, 5);
-    await runCdfSyncOnce({ url: ctx.db.url, tableDir, batchMaxMs: 100, statusIntervalMs: 100 });
+    await runCdfSyncOnce({ url: ctx.db.url, lake: fileLake(dataDir), batchMaxMs: 100, statusIntervalMs: 100 });
     await expectLakeEqualsSource(client, tableDir, expected);
   });
 });
@@ -383,7 +383,7 @@ describe('crash safety and restarts (own embedded Postgres)', () => {
     const tableDir = lakeTableDir(dataDir);
     const generator = new TickGenerator(SYMBOLS, { seed: 5 });
     const expected = new Expected();
-    const sync = new CdfSync({ url, tableDir, batchMaxRows: 1_000, batchMaxMs: 150, statusIntervalMs: 200, reconnectDelayMs: 300 });
+    const sync = new CdfSync({ url, lake: fileLake(dataDir), batchMaxRows: 1_000, batchMaxMs: 150, statusIntervalMs: 200, reconnectDelayMs: 300 });
     try {
       await writeRound(client, generator, expected, 300, 0);
       await sync.start();
@@ -416,7 +416,7 @@ describe('wal_level check', () => {
     try {
       const url = await ensureDatabase(server.adminUrl, 'replica_only');
       await migrate(url);
-      const error = await runCdfSyncOnce({ url, tableDir: lakeTableDir(dir) }).catch((e: unknown) => e);
+      const error = await runCdfSyncOnce({ url, lake: fileLake(dir) }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(Error);
       expect((error as Error).message).toMatch(/wal_level is 'replica'.*wal_level = logical/);
       const client = new pg.Client({ connectionString: url });

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { lakeTableDir, loadConfig, type Config } from '../../src/config.ts';
+import { loadConfig, type Config } from '../../src/config.ts';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { readCredentials, roleUrl, writeCredentials, type EmbeddedCredentials } from '../../src/db/embedded/credentials.ts';
@@ -164,7 +164,7 @@ describe('the app role (jobs, sync, tick streamer)', () => {
   it('runs the jobs (partitions DDL, advisory locks) and the change-feed sync (replication slot)', async () => {
     const outcome = await runJobOnce(db.url, partitionManager, config, logger);
     expect(outcome.status).toBe('succeeded');
-    const status = await runCdfSyncOnce({ url: db.directUrl, tableDir: lakeTableDir(dataDir), timeoutMs: 60_000 });
+    const status = await runCdfSyncOnce({ url: db.directUrl, lake: config.lake.store, timeoutMs: 60_000 });
     expect(status.state).not.toBe('ERROR');
     const client = await connect(db.url);
     try {

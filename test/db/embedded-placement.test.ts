@@ -112,7 +112,8 @@ describe.skipIf(!isRoot)('npm start as root', { timeout: 300_000 }, () => {
     expect(postmaster.exe.startsWith(path.join(home, 'pg-bin') + path.sep)).toBe(true);
     // credentials, log and lake stay in the data directory, private to root
     expect(fs.statSync(path.join(dataDir, 'credentials.json')).mode & 0o777).toBe(0o600);
-    expect(fs.existsSync(path.join(dataDir, 'lake'))).toBe(true);
+    // The lake folder appears with the sync's first commit, a few seconds after the first ticks.
+    await waitFor(() => fs.existsSync(path.join(dataDir, 'lake')), 60_000, 'the lake folder in the data directory');
     first.child.kill('SIGTERM');
     expect(await first.exited).toBe(0);
 

@@ -426,7 +426,7 @@ describe('the live dashboard in a real browser', () => {
     expect([4, 5]).toContain(new Date(chart().oldest!).getUTCHours());
     expect(new Date(chart().oldest!).getUTCDay()).toBe(1); // Monday
     await page.selectOption('#zone', 'UTC');
-    await until('UTC week bars', () => chart().zone === 'UTC' && chart().bars >= 1 && chart().oldest !== undefined && new Date(chart().oldest).getUTCHours() === 0, 30_000);
+    await until('UTC week bars', () => chart().zone === 'UTC' && chart().bars >= 1 && chart().oldest !== undefined && new Date(chart().oldest!).getUTCHours() === 0, 30_000);
     expect(pageErrors).toEqual([]);
   }, 180_000);
 

@@ -106,6 +106,30 @@ export async function startAzurite(): Promise<StoreServer> {
   };
 }
 
+/**
+ * Copies every blob under `prefix/` of an Azurite container to the local folder `target` with the
+ * Azure SDK itself (not our store): what an independent reader of the lake gets.
+ */
+export async function downloadBlobs(server: StoreServer, container: string, prefix: string, target: string): Promise<void> {
+  const client = BlobServiceClient.fromConnectionString(server.env['AZURE_STORAGE_CONNECTION_STRING']!).getContainerClient(container);
+  for await (const blob of client.listBlobsFlat({ prefix: `${prefix}/` })) {
+    const local = path.join(target, ...blob.name.slice(prefix.length + 1).split('/'));
+    fs.mkdirSync(path.dirname(local), { recursive: true });
+    await client.getBlobClient(blob.name).downloadToFile(local);
+  }
+}
+
+/** Deletes every blob under `prefix/` of an Azurite container (a lake lost, or emptied by hand). */
+export async function deleteBlobs(server: StoreServer, container: string, prefix: string): Promise<number> {
+  const client = BlobServiceClient.fromConnectionString(server.env['AZURE_STORAGE_CONNECTION_STRING']!).getContainerClient(container);
+  let deleted = 0;
+  for await (const blob of client.listBlobsFlat({ prefix: `${prefix}/` })) {
+    await client.getBlobClient(blob.name).delete();
+    deleted++;
+  }
+  return deleted;
+}
+
 /** s3rver on a temp folder, path-style. */
 export async function startS3rver(): Promise<StoreServer> {
   const port = await freePort();

@@ -18,7 +18,7 @@ import { liveRowsSql, readRows, verifyLiveFiles } from '../../src/lake/reader.ts
 import { loadSnapshot } from '../../src/lake/snapshot.ts';
 import { LakeReadTooLargeError, withLocalFiles } from '../../src/lake/local-snapshot.ts';
 import { quoteLiteral } from '../../src/lake/sql.ts';
-import { lakeStoreConfigFromEnv, type LakeStoreConfig } from '../../src/lake/store/lake-url.ts';
+import { lakeStoreConfigFromEnv, type LakeStoreConfig } from '../../src/config/lake-store.ts';
 import { openLakeTable, type LakeTable } from '../../src/lake/table.ts';
 import { DeltaCommitConflictError } from '../../src/lake/writer-errors.ts';
 import { DeltaTableWriter, type DeltaWriterOptions, type LakeRow } from '../../src/lake/writer.ts';

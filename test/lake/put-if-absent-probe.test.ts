@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LakeStoreError } from '../../src/lake/store/errors.ts';
-import { lakeStoreConfigFromEnv } from '../../src/lake/store/lake-url.ts';
+import { lakeStoreConfigFromEnv } from '../../src/config/lake-store.ts';
 import { openLakeStore } from '../../src/lake/store/open-store.ts';
 import { assertPutIfAbsent, probePutIfAbsent, PutIfAbsentNotEnforcedError, PROBE_PREFIX } from '../../src/lake/store/put-if-absent-probe.ts';
 import { azuriteConnectionString, startAzurite, startS3rver, type StoreServer } from '../helpers/object-stores.ts';

@@ -2,11 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useTestContext } from '../helpers/context.ts';
-import { sourceTicks } from '../helpers/lake.ts';
+import { fileLake, sourceTicks } from '../helpers/lake.ts';
 import { CdfSync } from '../../src/cdf/cdf-sync.ts';
 import { parseLsn } from '../../src/lake/lsn.ts';
-import { withDuckDBConnection } from '../../src/lake/duckdb.ts';
-import { REPO_ROOT } from '../helpers/processes.ts';
+import { runReadmeSnippet } from '../helpers/readme-snippet.ts';
 import { createLogger } from '../../src/logger.ts';
 import { lakeTableDir } from '../../src/config.ts';
 
@@ -17,17 +16,11 @@ import { lakeTableDir } from '../../src/config.ts';
 const ctx = useTestContext('snippet');
 let dataDir: string;
 
-function readmeSnippet(): string {
-  const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
-  const match = /<!-- duckdb-snippet -->\s*```sql\n([\s\S]*?)```/.exec(readme);
-  if (!match) throw new Error('README.md has no <!-- duckdb-snippet --> sql block');
-  return match[1]!;
-}
 
 beforeAll(async () => {
   dataDir = ctx.tempDir('snippet');
   await ctx.db.query('SELECT lakets.run_partition_manager()');
-  const sync = new CdfSync({ url: ctx.db.url, tableDir: lakeTableDir(dataDir), batchMaxMs: 100, statusIntervalMs: 200, logger: createLogger('silent') });
+  const sync = new CdfSync({ url: ctx.db.url, lake: fileLake(dataDir), batchMaxMs: 100, statusIntervalMs: 200, logger: createLogger('silent') });
   await sync.start();
   await ctx.db.query(`INSERT INTO stock_ticks (time, symbol, price, volume)
                  SELECT now() - (g || ' ms')::interval, (ARRAY['AAPL','MSFT','NVDA'])[1 + g % 3], 100 + g, g FROM generate_series(1, 3000) g`);
@@ -45,17 +38,7 @@ beforeAll(async () => {
 
 describe('README DuckDB snippet', () => {
   it('reads the current state of the lake exactly, ignoring files no commit references', async () => {
-    const lake = path.join(dataDir, 'lake', 'stock_ticks');
-    const sql = readmeSnippet().replaceAll('.lakets/lake/stock_ticks', lake);
-    const statements = sql
-      .split(/;\s*\n/)
-      .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
-      .filter(Boolean);
-    const rows = await withDuckDBConnection(async (c) => {
-      let last: Record<string, unknown>[] = [];
-      for (const s of statements) last = (await c.runAndReadAll(s)).getRowObjectsJS() as Record<string, unknown>[];
-      return last;
-    });
+    const rows = await runReadmeSnippet(path.join(dataDir, 'lake', 'stock_ticks'));
     const { rows: expected } = await ctx.db.query<{ symbol: string; ticks: string; volume: number }>(
       `SELECT symbol, count(*)::text AS ticks, sum(volume) AS volume FROM stock_ticks GROUP BY symbol ORDER BY symbol`,
     );

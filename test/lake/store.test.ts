@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LakeStoreError, ObjectExistsError, ObjectNotFoundError } from '../../src/lake/store/errors.ts';
 import type { LakeStore } from '../../src/lake/store/lake-store.ts';
-import { lakeStoreConfigFromEnv } from '../../src/lake/store/lake-url.ts';
+import { lakeStoreConfigFromEnv } from '../../src/config/lake-store.ts';
 import { LocalFileCache } from '../../src/lake/store/local-file-cache.ts';
 import { openLakeStore } from '../../src/lake/store/open-store.ts';
 import { LazyTempDir } from '../../src/lake/store/process-temp-dir.ts';

@@ -6,7 +6,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestContext, waitFor } from '../helpers/context.ts';
-import { lakeTicks, sourceTicks } from '../helpers/lake.ts';
+import { fileLake, lakeTicks, sourceTicks } from '../helpers/lake.ts';
 import { CdfSync } from '../../src/cdf/cdf-sync.ts';
 import { runJobOnce, type Job } from '../../src/scheduler/job.ts';
 import { partitionManager } from '../../src/lifecycle/partition-manager.ts';
@@ -104,7 +104,7 @@ describe('the lifecycle of ticks at the ends of the accepted range', () => {
   });
 
   it('syncs each tick to the Delta date partition of its UTC day', async () => {
-    sync = new CdfSync({ url: ctx.db.url, tableDir: lakeTableDir(dataDir), batchMaxMs: 200, statusIntervalMs: 200, logger });
+    sync = new CdfSync({ url: ctx.db.url, lake: fileLake(dataDir), batchMaxMs: 200, statusIntervalMs: 200, logger });
     await sync.start();
     await catchUp();
     const tableDir = lakeTableDir(config.dataDir);
@@ -141,6 +141,10 @@ describe('the lifecycle of ticks at the ends of the accepted range', () => {
     for (const tick of ticks) {
       expect(await chunkAt(tick.time), `tiering ${tick.time.toISOString()}`).toMatchObject({ status: 'tiered', last_gate_result: 'tiered' });
     }
+    // Retention drops a chunk only once every rollup bucket over it is closed: the minute of the
+    // newest tick has to end too, and a refresh materialise it.
+    const minuteEnd = Math.ceil((newest.range_end.getTime()) / 60_000) * 60_000;
+    await waitFor(async () => Date.now() > minuteEnd + 200, 75_000, 'the minute of the newest chunk to end');
     await run(rollupRefresh);
     await run(retention);
     for (const tick of ticks) {
@@ -161,5 +165,5 @@ describe('the lifecycle of ticks at the ends of the accepted range', () => {
       const { rows: after } = await ctx.db.query(`SELECT * FROM lakets.candles('AAPL', $1, ($2 || ' 00:00:00+00')::timestamptz, ($3 || ' 00:00:00+00')::timestamptz)`, [g, from, to]);
       expect(after, key).toEqual(rows);
     }
-  });
+  }, 150_000);
 });

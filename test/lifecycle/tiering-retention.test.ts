@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { useTestContext } from '../helpers/context.ts';
 import { gql } from '../helpers/api.ts';
-import { lakeTicks, sourceTicks } from '../helpers/lake.ts';
+import { fileLake, lakeTicks, sourceTicks } from '../helpers/lake.ts';
 import { CdfSync } from '../../src/cdf/cdf-sync.ts';
 import { parseLsn } from '../../src/lake/lsn.ts';
 import { runJobOnce } from '../../src/scheduler/job.ts';
@@ -25,7 +25,7 @@ const OLD = Date.UTC(2026, 5, 1, 10, 0, 0);
 const minute = (n: number) => new Date(OLD + n * 60_000);
 
 async function startSync(): Promise<CdfSync> {
-  const s = new CdfSync({ url: ctx.db.url, tableDir: lakeTableDir(dataDir), batchMaxMs: 200, statusIntervalMs: 200, logger });
+  const s = new CdfSync({ url: ctx.db.url, lake: fileLake(dataDir), batchMaxMs: 200, statusIntervalMs: 200, logger });
   await s.start();
   return s;
 }
@@ -94,7 +94,7 @@ describe('durability-gated tiering and retention', () => {
   });
 
   it('serves dropped history from the lake through Query.ticks', async () => {
-    const api = await ctx.startApi({ lakeDir: lakeTableDir(config.dataDir) });
+    const api = await ctx.startApi({ lake: config.lake.store });
     try {
       const res = await gql(api.url, `query($f: DateTime, $t: DateTime) { ticks(symbol: "AAPL", from: $f, to: $t, limit: 1000) { time epochMicros price tickId source } }`, {
         f: minute(0).toISOString(),

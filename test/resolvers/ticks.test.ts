@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestContext } from '../helpers/context.ts';
 import { gql } from '../helpers/api.ts';
+import { fileLake, lakeTicks } from '../helpers/lake.ts';
 import { CdfSync } from '../../src/cdf/cdf-sync.ts';
 import { runJobOnce } from '../../src/scheduler/job.ts';
 import { partitionManager } from '../../src/lifecycle/partition-manager.ts';
@@ -71,7 +72,7 @@ beforeAll(async () => {
     [iso(OLD)],
   );
   await runJobOnce(ctx.db.url, partitionManager, config, logger);
-  sync = new CdfSync({ url: ctx.db.url, tableDir: lakeTableDir(dataDir), batchMaxMs: 200, statusIntervalMs: 200, logger });
+  sync = new CdfSync({ url: ctx.db.url, lake: fileLake(dataDir), batchMaxMs: 200, statusIntervalMs: 200, logger });
   await sync.start();
   for (const job of [tiering, rollupRefresh, retention]) {
     const outcome = await runJobOnce(ctx.db.url, job, config, logger);
@@ -85,13 +86,13 @@ beforeAll(async () => {
     `INSERT INTO stock_ticks (time, symbol, price, volume)
      SELECT date_trunc('second', now()) - ((g / 3) * 1500 || ' ms')::interval, 'V', 200 + g, g FROM generate_series(1, 40) g`,
   );
-  const lake = await (await import('../helpers/lake.ts')).lakeTicks(lakeTableDir(dataDir));
+  const lake = await lakeTicks(lakeTableDir(dataDir));
   await ctx.db.query(`INSERT INTO v_ticks SELECT * FROM stock_ticks WHERE symbol = 'V'`);
   for (const line of lake.lines) {
     const [time, symbol, price, volume, tickId] = line.split('|');
     await ctx.db.query(`INSERT INTO v_ticks VALUES ($1, $2, $3, $4, $5)`, [time, symbol, price, volume, tickId]);
   }
-  api = await ctx.startApi({ lakeDir: lakeTableDir(dataDir) });
+  api = await ctx.startApi({ lake: config.lake.store });
 }, 120_000);
 
 afterAll(async () => {

@@ -1,4 +1,5 @@
 import { getIntrospectionQuery } from 'graphql';
+import WebSocket from 'ws';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useTestContext, waitFor } from '../helpers/context.ts';
 import { collect, gql, wsClient } from '../helpers/api.ts';
@@ -167,6 +168,35 @@ describe('subscriptions', () => {
       ctrl.abort();
     } finally {
       await client.dispose();
+      await capped.close();
+    }
+  });
+});
+
+describe('WebSocket connections', () => {
+  it('caps the sockets open at once with 503, and accepts again when one closes', async () => {
+    const capped = await ctx.startApi({ limits: { maxWebSocketConnections: 2 } });
+    const url = capped.url.replace(/^http/, 'ws') + '/graphql';
+    const open = () =>
+      new Promise<{ ws: WebSocket; status?: number }>((resolve) => {
+        const ws = new WebSocket(url, 'graphql-transport-ws');
+        ws.once('open', () => resolve({ ws }));
+        ws.once('unexpected-response', (_req, res) => resolve({ ws, status: res.statusCode }));
+        ws.once('error', () => undefined);
+      });
+    try {
+      const first = await open();
+      const second = await open();
+      expect([first.status, second.status]).toEqual([undefined, undefined]);
+      expect((await open()).status).toBe(503);
+      first.ws.close();
+      await waitFor(async () => {
+        const again = await open();
+        again.ws.close();
+        return again.status === undefined;
+      }, 10_000, 'a socket accepted once one closed');
+      second.ws.close();
+    } finally {
       await capped.close();
     }
   });

@@ -1,7 +1,7 @@
 // The jobs panel: last status, duration and age of every scheduled job (lakets.job_runs).
 import { el, fmtAge, fmtCompact, fmtMs } from './format.js';
 
-const ORDER = ['stream_ticks', 'partition_manager', 'rollup_refresh', 'cdf_sync', 'tiering', 'retention'];
+const ORDER = ['stream_ticks', 'partition_manager', 'rollup_refresh', 'cdf_sync', 'tiering', 'retention', 'lake_compact', 'lake_vacuum'];
 
 export class JobsPanel {
   constructor(tbody) {

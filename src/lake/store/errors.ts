@@ -26,8 +26,3 @@ export class LakeStoreError extends Error {
     super(message, options);
   }
 }
-
-/** LAKETS_LAKE_URL or the store's credentials are missing or malformed. */
-export class LakeStoreConfigError extends Error {
-  override readonly name: string = 'LakeStoreConfigError';
-}

@@ -15,6 +15,9 @@ import { fsyncDir, linkIfAbsent, moveIntoPlace, PutIfAbsentConflictError, replac
 import { LakeStoreError, ObjectExistsError, ObjectNotFoundError } from './errors.ts';
 import { assertKey, assertPrefix, joinKey, type CreateOptions, type LakeStore, type ListOptions, type ObjectInfo, type StagedObject } from './lake-store.ts';
 
+/** Files stat'ed at once by a listing (libuv runs them on its thread pool). */
+const STAT_CONCURRENCY = 16;
+
 export class FileLakeStore implements LakeStore {
   readonly kind = 'file' as const;
   readonly url: string;
@@ -96,17 +99,31 @@ export class FileLakeStore implements LakeStore {
 
   async list(prefix: string, options: ListOptions = {}): Promise<ObjectInfo[]> {
     assertPrefix(prefix);
-    // Walk only the folder the prefix names (its last segment may be a partial name).
+    // Walk only the folder the prefix names (its last segment may be a partial name); names are
+    // selected first, so that only the selected files are stat'ed (a long log listed from a version
+    // costs the names after it, not a stat of every commit).
     const slash = prefix.lastIndexOf('/');
     const base = slash < 0 ? '' : prefix.slice(0, slash);
-    const out: ObjectInfo[] = [];
-    await this.walk(base, prefix, out);
+    const keys: string[] = [];
+    await this.walk(base, prefix, keys);
     const after = options.startAfter;
-    const selected = after === undefined ? out : out.filter((info) => info.key > after);
-    return selected.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const selected = (after === undefined ? keys : keys.filter((key) => key > after)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const infos: (ObjectInfo | undefined)[] = new Array(selected.length);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(STAT_CONCURRENCY, selected.length) }, async () => {
+        for (let i = next++; i < selected.length; i = next++) {
+          const key = selected[i] as string;
+          // A file removed between the listing and its stat is simply not listed.
+          const info = await stat(this.locationOf(key)).catch(() => undefined);
+          if (info?.isFile()) infos[i] = { key, size: info.size, lastModified: info.mtime };
+        }
+      }),
+    );
+    return infos.filter((info): info is ObjectInfo => info !== undefined);
   }
 
-  private async walk(dirKey: string, prefix: string, out: ObjectInfo[]): Promise<void> {
+  private async walk(dirKey: string, prefix: string, out: string[]): Promise<void> {
     let entries;
     try {
       entries = await readdir(this.locationOf(dirKey), { withFileTypes: true });
@@ -121,8 +138,7 @@ export class FileLakeStore implements LakeStore {
         // Descend only where keys below can still start with the prefix.
         if (`${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`)) await this.walk(key, prefix, out);
       } else if (entry.isFile() && key.startsWith(prefix)) {
-        const info = await stat(this.locationOf(key)).catch(() => undefined);
-        if (info) out.push({ key, size: info.size, lastModified: info.mtime });
+        out.push(key);
       }
     }
   }

@@ -8,7 +8,7 @@
 import { azureBlobObjects } from './azure-objects.ts';
 import { FileLakeStore } from './file-store.ts';
 import type { LakeStore } from './lake-store.ts';
-import type { LakeStoreConfig } from './lake-url.ts';
+import type { LakeStoreConfig } from '../../config/lake-store.ts';
 import { LazyTempDir } from './process-temp-dir.ts';
 import { RemoteLakeStore } from './remote-store.ts';
 import { s3Objects } from './s3-objects.ts';

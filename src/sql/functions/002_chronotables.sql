@@ -57,20 +57,31 @@ CREATE OR REPLACE FUNCTION lakets._install_chronotable_triggers(p_table text) RE
 LANGUAGE plpgsql AS $gen$
 DECLARE
     t lakets.chronotables;
+    v_bounds_sql text;
     v_counts_sql text;
     v_guard_sql text;
 BEGIN
     SELECT * INTO STRICT t FROM lakets.chronotables WHERE table_name = p_table;
 
-    -- Per statement: one pass for the bounds, then a count per candidate chunk (usually one or two).
+    -- Per statement: one pass over the transition table for its bounds and size.
+    v_bounds_sql := format('SELECT min(%1$I) AS lo, max(%1$I) AS hi, count(*) AS n INTO b FROM %%s;', t.time_column);
+    -- Then the row delta per chunk into %2$s: when one live chunk holds the whole [lo, hi] (a
+    -- batch of the stream, a backfill batch inside one chunk) every row is in it, and the count of
+    -- the bounds pass is the delta; otherwise a count per candidate chunk (usually two).
     v_counts_sql := format($q$
-        SELECT coalesce(jsonb_agg(jsonb_build_object('id', x.id, 'n', %%s * x.n)), '[]'::jsonb)
-          FROM (SELECT c.id, count(*) AS n
-                  FROM lakets.chunks c
-                  JOIN %%I r ON r.%1$I >= c.range_start AND r.%1$I < c.range_end
-                 WHERE c.table_name = %2$L AND c.status <> 'dropped'
-                   AND c.range_end > b.lo AND c.range_start <= b.hi
-                 GROUP BY c.id) x
+        %%2$s := NULL;
+        SELECT jsonb_build_array(jsonb_build_object('id', c.id, 'n', %%1$s * b.n)) INTO %%2$s
+          FROM lakets.chunks c
+         WHERE c.table_name = %2$L AND c.status <> 'dropped' AND c.range_start <= b.lo AND c.range_end > b.hi;
+        IF %%2$s IS NULL THEN
+            SELECT coalesce(jsonb_agg(jsonb_build_object('id', x.id, 'n', %%1$s * x.n)), '[]'::jsonb) INTO %%2$s
+              FROM (SELECT c.id, count(*) AS n
+                      FROM lakets.chunks c
+                      JOIN %%3$I r ON r.%1$I >= c.range_start AND r.%1$I < c.range_end
+                     WHERE c.table_name = %2$L AND c.status <> 'dropped'
+                       AND c.range_end > b.lo AND c.range_start <= b.hi
+                     GROUP BY c.id) x;
+        END IF;
     $q$, t.time_column, t.table_name);
 
     v_guard_sql := format($q$
@@ -87,16 +98,16 @@ BEGIN
             b record;
             v_delta jsonb;
         BEGIN
-            SELECT min(%3$I) AS lo, max(%3$I) AS hi INTO b FROM new_rows;
+            %3$s
             IF b.lo IS NULL THEN RETURN NULL; END IF;
             %4$s
-            %5$s INTO v_delta;
+            %5$s
             IF v_delta <> '[]'::jsonb THEN PERFORM lakets._stamp_chunks(%2$L, v_delta); END IF;
             RETURN NULL;
         END;
         $body$
-    $f$, '_ins_' || t.table_name, t.table_name, t.time_column, v_guard_sql,
-       format(v_counts_sql, '1', 'new_rows'));
+    $f$, '_ins_' || t.table_name, t.table_name, format(v_bounds_sql, 'new_rows'), v_guard_sql,
+       format(v_counts_sql, '1', 'v_delta', 'new_rows'));
 
     EXECUTE format($f$
         CREATE OR REPLACE FUNCTION lakets.%1$I() RETURNS trigger LANGUAGE plpgsql AS $body$
@@ -105,19 +116,20 @@ BEGIN
             v_delta jsonb;
             v_old jsonb;
         BEGIN
-            SELECT min(%3$I) AS lo, max(%3$I) AS hi INTO b FROM old_rows;
+            %3$s
             IF b.lo IS NULL THEN RETURN NULL; END IF;
-            %4$s INTO v_old;
-            SELECT min(%3$I) AS lo, max(%3$I) AS hi INTO b FROM new_rows;
+            %4$s
             %5$s
-            %6$s INTO v_delta;
+            %6$s
+            %7$s
             v_delta := v_delta || v_old;
             IF v_delta <> '[]'::jsonb THEN PERFORM lakets._stamp_chunks(%2$L, v_delta); END IF;
             RETURN NULL;
         END;
         $body$
-    $f$, '_upd_' || t.table_name, t.table_name, t.time_column,
-       format(v_counts_sql, '-1', 'old_rows'), v_guard_sql, format(v_counts_sql, '1', 'new_rows'));
+    $f$, '_upd_' || t.table_name, t.table_name, format(v_bounds_sql, 'old_rows'),
+       format(v_counts_sql, '-1', 'v_old', 'old_rows'), format(v_bounds_sql, 'new_rows'), v_guard_sql,
+       format(v_counts_sql, '1', 'v_delta', 'new_rows'));
 
     EXECUTE format($f$
         CREATE OR REPLACE FUNCTION lakets.%1$I() RETURNS trigger LANGUAGE plpgsql AS $body$
@@ -125,14 +137,15 @@ BEGIN
             b record;
             v_delta jsonb;
         BEGIN
-            SELECT min(%3$I) AS lo, max(%3$I) AS hi INTO b FROM old_rows;
+            %3$s
             IF b.lo IS NULL THEN RETURN NULL; END IF;
-            %4$s INTO v_delta;
+            %4$s
             IF v_delta <> '[]'::jsonb THEN PERFORM lakets._stamp_chunks(%2$L, v_delta); END IF;
             RETURN NULL;
         END;
         $body$
-    $f$, '_del_' || t.table_name, t.table_name, t.time_column, format(v_counts_sql, '-1', 'old_rows'));
+    $f$, '_del_' || t.table_name, t.table_name, format(v_bounds_sql, 'old_rows'),
+       format(v_counts_sql, '-1', 'v_delta', 'old_rows'));
 
     -- Trigger names start with "a_" so the guard (which can refuse the statement) runs before
     -- the other statement triggers of the table, which fire in name order.

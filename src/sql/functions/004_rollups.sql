@@ -1,18 +1,29 @@
--- RollUps (docs/ARCHITECTURE.md §5, H3, H4, H5, H11): regular tables refreshed incrementally from
--- an append-only invalidation log, in dependency order.
+-- RollUps (docs/ARCHITECTURE.md §5, H3, H4, H5, H11, H15): regular tables refreshed incrementally
+-- from an append-only invalidation log, in dependency order.
 --
 -- A rollup is defined by a SELECT that reads its source (a ChronoTable or another rollup) through
--- the placeholder {source} in its FROM clause and groups by (bucket, key). The refresh replaces
--- {source} by a derived table holding only the source rows of the (key, bucket) pairs it claimed
--- from the log (a join the planner turns into index range scans for a few buckets and into a
--- hash join for many), so only those buckets are recomputed (delete + insert per bucket).
+-- the placeholder {source} in its FROM clause and groups by (bucket, key). Two kinds of work make
+-- a refresh:
+--   * closing: the buckets that closed since the last refresh (between the old watermark and the
+--     new one) are materialised from the source's time range in one pass. Nothing logs them: a
+--     bucket past the rollup's log horizon is written to without an invalidation;
+--   * the log: buckets already closed that were written again (late ticks, corrections) are
+--     logged by the write triggers; the refresh replaces {source} by a derived table holding only
+--     the source rows of the (key, bucket) pairs it claimed (a join the planner turns into index
+--     range scans for a few buckets and into a hash join for many) and recomputes only those
+--     (delete + insert per bucket).
+-- The log horizon of a rollup is published outside any transaction (a sequence) ahead of its
+-- watermark; before it closes buckets, a refresh waits for the writers that may have read the
+-- horizon it replaced, so a tick that was not logged is always in the snapshot that closes its
+-- bucket (the race of ARCHITECTURE.md H15).
 --
 -- One bad bucket never stops the refresh of the others: the claimed buckets are recomputed
 -- together in a subtransaction; if that raises, the set is bisected down to the buckets that fail,
 -- which go back to the log (they stay pending, so candles() computes them live, exactly) and to
 -- lakets.rollup_failed_buckets with the error; they are retried alone on every refresh, a bounded
--- number per refresh, and a success clears the record. The cascade refreshes each rollup in its
--- own subtransaction. Needs the rollup tables (004; lakets.rollup_failed_buckets, 024, when run).
+-- number per refresh, and a success clears the record. A closing pass that raises falls back to
+-- the same path, bucket by bucket. The cascade refreshes each rollup in its own subtransaction.
+-- Needs the rollup tables (004; lakets.rollup_failed_buckets, 024, when run).
 
 -- ---------------------------------------------------------------------------------------------
 -- DAG helpers
@@ -87,12 +98,122 @@ END;
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- Log horizons. A write trigger logs a bucket only if it starts before its rollup's horizon: the
+-- buckets a refresh has closed (or is about to close) need an invalidation, the open ones do not,
+-- since the refresh that closes them reads them whole. The horizon lives in a sequence so that a
+-- refresh can move it before it commits, and writers see the move at once: a transaction would
+-- hide it from them until the refresh had already read its snapshot. It only ever grows; a
+-- refresh that rolls back after moving it leaves writers logging a little more than needed.
+-- Its value is epoch microseconds; the sequence's minimum (a rollup never refreshed) stands for
+-- -infinity: nothing is logged, the first refresh materialises everything before its watermark.
+
+CREATE OR REPLACE FUNCTION lakets._horizon_micros(p_at timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_at IS NULL OR p_at = '-infinity' THEN -9223372036854775808
+                ELSE (extract(epoch FROM p_at) * 1000000)::bigint END
+$$;
+
+CREATE OR REPLACE FUNCTION lakets._horizon_at(p_micros bigint) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_micros = -9223372036854775808 THEN '-infinity'::timestamptz
+                ELSE to_timestamp(0) + p_micros * interval '1 microsecond' END
+$$;
+
+-- The sequence holding a rollup's horizon (the rollup name is at most 51 characters).
+CREATE OR REPLACE FUNCTION lakets._rollup_horizon_sequence(p_name text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format('lakets.%I', '_horizon_' || p_name)
+$$;
+
+-- Creates the horizon of a rollup if it has none, at its watermark: everything the watermark
+-- covers is logged from now on.
+CREATE OR REPLACE FUNCTION lakets._rollup_ensure_horizon(p_name text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_seq text := lakets._rollup_horizon_sequence(p_name);
+BEGIN
+    IF to_regclass(v_seq) IS NULL THEN
+        EXECUTE format('CREATE SEQUENCE %s AS bigint MINVALUE -9223372036854775808 NO CYCLE', v_seq);
+        PERFORM setval(v_seq::regclass, lakets._horizon_micros(r.watermark), true)
+           FROM lakets.rollups r WHERE r.name = p_name;
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION lakets.rollup_log_horizon(p_name text) RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_micros bigint;
+BEGIN
+    EXECUTE format('SELECT last_value FROM %s', lakets._rollup_horizon_sequence(p_name)) INTO v_micros;
+    RETURN lakets._horizon_at(v_micros);
+END;
+$$;
+
+-- Moves a rollup's horizon up to p_at (never down), visible to every session at once.
+CREATE OR REPLACE FUNCTION lakets._rollup_publish_horizon(p_name text, p_at timestamptz) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_seq text := lakets._rollup_horizon_sequence(p_name);
+BEGIN
+    EXECUTE format('SELECT setval(%L::regclass, greatest(last_value, $1), true) FROM %s', v_seq, v_seq)
+      USING lakets._horizon_micros(p_at);
+END;
+$$;
+
+-- Writers of a ChronoTable hold this advisory lock, shared, from before they read the horizons
+-- until they end; nothing ever takes it exclusively, so they never wait for it. A refresh reads
+-- its holders in pg_locks to know which writers may still act on a horizon it just replaced.
+CREATE OR REPLACE FUNCTION lakets._rollup_writers_lock(p_table text, OUT class_key integer, OUT object_key integer)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtext('lakets.rollup_writers'), hashtext(p_table)
+$$;
+
+-- Waits until every writer of p_table that held the writers' lock when this was called has ended
+-- (committed or rolled back), at most p_timeout. Returns whether they all did. Writers that
+-- arrive meanwhile are not waited for: they read the new horizon.
+CREATE OR REPLACE FUNCTION lakets._rollup_await_writers(p_table text, p_timeout interval) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    k record;
+    v_db oid;
+    v_class oid;
+    v_object oid;
+    v_holders text[];
+    v_deadline timestamptz := clock_timestamp() + p_timeout;
+    v_pause double precision := 0.001;
+BEGIN
+    SELECT * INTO k FROM lakets._rollup_writers_lock(p_table);
+    SELECT d.oid INTO v_db FROM pg_database d WHERE d.datname = current_database();
+    -- pg_locks shows the two int4 keys of an advisory lock as oids (unsigned).
+    v_class := (k.class_key::bigint & 4294967295)::oid;
+    v_object := (k.object_key::bigint & 4294967295)::oid;
+    SELECT array_agg(l.virtualtransaction) INTO v_holders FROM pg_locks l
+     WHERE l.locktype = 'advisory' AND l.database = v_db AND l.classid = v_class AND l.objid = v_object
+       AND l.objsubid = 2 AND l.granted AND l.pid IS DISTINCT FROM pg_backend_pid();
+    WHILE v_holders IS NOT NULL LOOP
+        IF clock_timestamp() >= v_deadline THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_sleep(v_pause);
+        v_pause := least(v_pause * 2, 0.05);
+        SELECT array_agg(l.virtualtransaction) INTO v_holders FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.database = v_db AND l.classid = v_class AND l.objid = v_object
+           AND l.objsubid = 2 AND l.granted AND l.virtualtransaction = ANY (v_holders);
+    END LOOP;
+    RETURN true;
+END;
+$$;
+
+-- ---------------------------------------------------------------------------------------------
 -- Invalidation triggers on a ChronoTable: one statement-level trigger per event (transition
--- tables allow one event each, ARCHITECTURE.md H9). Per statement: ONE DISTINCT pass over the transition
--- table at the finest bucket of the rollups fed by the table, the coarser buckets derived from
--- that small set, plain INSERTs into the log for every rollup of the table's DAG (minute, hour
--- and day together, ARCHITECTURE.md H4), and one notification listing the touched (key, finest bucket) pairs
--- on channel lakets_candles (ARCHITECTURE.md H11; resync marker past ~7,000 bytes).
+-- tables allow one event each, ARCHITECTURE.md H9). Per statement: take the writers' lock (shared),
+-- read the horizon of every rollup of the table's DAG, ONE DISTINCT pass over the transition table
+-- at the finest bucket of those rollups, the coarser buckets derived from that small set, plain
+-- INSERTs into the log of the buckets before each rollup's horizon (minute, hour and day together,
+-- ARCHITECTURE.md H4: a late tick makes its minute, hour and day pending at once), and one
+-- notification listing every touched (key, finest bucket) pair on channel lakets_candles
+-- (ARCHITECTURE.md H11; resync marker past ~7,000 bytes).
 CREATE OR REPLACE FUNCTION lakets._install_rollup_triggers(p_table text) RETURNS void
 LANGUAGE plpgsql AS $gen$
 DECLARE
@@ -103,6 +224,9 @@ DECLARE
     v_finest interval;
     v_finest_name text;
     v_parts text[] := '{}';
+    v_decls text := '';
+    v_reads text := '';
+    v_hz text;
     v_src text;
     v_event text;
     v_fn text;
@@ -135,19 +259,26 @@ BEGIN
     v_keyexpr := CASE WHEN v_key IS NULL THEN $$''::text$$ ELSE format('%I::text', v_key) END;
     SELECT bucket_interval, name INTO v_finest, v_finest_name FROM _lakets_dag ORDER BY bucket_interval, name LIMIT 1;
 
+    v_n := 0;
     FOR v_rollups IN SELECT * FROM _lakets_dag ORDER BY bucket_interval, name LOOP
+        PERFORM lakets._rollup_ensure_horizon(v_rollups.name);
+        v_n := v_n + 1;
+        v_hz := 'v_hz_' || v_n;
+        v_decls := v_decls || format(E'\n                %s timestamptz;', v_hz);
+        v_reads := v_reads || format(E'\n                SELECT lakets._horizon_at(last_value) INTO %s FROM %s;',
+                                     v_hz, lakets._rollup_horizon_sequence(v_rollups.name));
         IF v_rollups.bucket_interval = v_finest THEN
-            v_parts := v_parts || format('SELECT %L, k, b FROM k', v_rollups.name);
+            v_parts := v_parts || format('SELECT %L, k, b FROM k WHERE b < %s', v_rollups.name, v_hz);
         ELSIF extract(month FROM v_rollups.bucket_interval) = 0
               AND extract(epoch FROM v_rollups.bucket_interval)::numeric % extract(epoch FROM v_finest)::numeric = 0 THEN
             -- Nested buckets (same origin, multiple width): derive from the finest set.
             v_parts := v_parts || format(
-                $q$SELECT %L, k, date_bin(%L::interval, b, '2000-01-01 00:00:00+00') FROM k GROUP BY 2, 3$q$,
-                v_rollups.name, v_rollups.bucket_interval);
+                $q$SELECT %1$L, k, c FROM (SELECT k, date_bin(%2$L::interval, b, '2000-01-01 00:00:00+00') AS c FROM k) n WHERE c < %3$s GROUP BY k, c$q$,
+                v_rollups.name, v_rollups.bucket_interval, v_hz);
         ELSE
             v_parts := v_parts || format(
-                $q$SELECT DISTINCT %L, %s, date_bin(%L::interval, %I, '2000-01-01 00:00:00+00') FROM %%1$s$q$,
-                v_rollups.name, v_keyexpr, v_rollups.bucket_interval, t.time_column);
+                $q$SELECT DISTINCT %1$L, %2$s, date_bin(%3$L::interval, %4$I, '2000-01-01 00:00:00+00') FROM %%1$s WHERE date_bin(%3$L::interval, %4$I, '2000-01-01 00:00:00+00') < %5$s$q$,
+                v_rollups.name, v_keyexpr, v_rollups.bucket_interval, t.time_column, v_hz);
         END IF;
     END LOOP;
 
@@ -159,10 +290,13 @@ BEGIN
                         coalesce(quote_ident(v_key), 'NULL::text'), coalesce(v_key, '_k'), t.time_column)
         END;
         v_fn := '_rollup_inv_' || v_event || '_' || t.table_name;
+        -- The lock comes before the horizons are read: a refresh that sees no holder after moving a
+        -- horizon knows that every later writer reads the new one.
         v_body := format($b$
             DECLARE
-                v_keys jsonb;
+                v_keys jsonb;%7$s
             BEGIN
+                PERFORM pg_advisory_xact_lock_shared(w.class_key, w.object_key) FROM lakets._rollup_writers_lock(%6$L) w;%8$s
                 WITH k AS MATERIALIZED (
                     SELECT DISTINCT %1$s AS k, date_bin(%2$L::interval, %3$I, '2000-01-01 00:00:00+00') AS b FROM %4$s
                 ), log AS (
@@ -174,7 +308,7 @@ BEGIN
                 RETURN NULL;
             END;
         $b$, v_keyexpr, v_finest, t.time_column, v_src,
-           format(array_to_string(v_parts, ' UNION ALL '), v_src), t.table_name);
+           format(array_to_string(v_parts, ' UNION ALL '), v_src), t.table_name, v_decls, v_reads);
         EXECUTE format('CREATE OR REPLACE FUNCTION lakets.%I() RETURNS trigger LANGUAGE plpgsql AS %L', v_fn, v_body);
         EXECUTE format('CREATE TRIGGER %I AFTER %s ON %I.%I REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION lakets.%I()',
                        'lakets_rollup_inv_' || v_event,
@@ -249,6 +383,7 @@ BEGIN
     VALUES (p_name, p_source, v_kind, p_bucket_interval, v_deps, p_key_column, v_time_column, p_query, p_merge_query);
     PERFORM lakets._rollup_check_acyclic();
     UPDATE lakets.rollups SET chain = lakets._rollup_chain(name) WHERE name = p_name;
+    PERFORM lakets._rollup_ensure_horizon(p_name);
 
     EXECUTE format('CREATE TABLE %I.%I AS %s WITH NO DATA', 'public', p_name,
                    replace(p_query, '{source}', format('(SELECT * FROM %s WHERE false)',
@@ -421,36 +556,138 @@ BEGIN
 END;
 $$;
 
--- Databases made before failing buckets were isolated have refresh_rollup(text) and
--- refresh_rollup_cascade() with fewer result columns; CREATE OR REPLACE cannot change a result
--- type, so those versions go first.
+-- The source rows of the time range [$1, $2), standing for {source} in a closing pass. A time
+-- range alone would scan the whole of the chunks it touches (the source's index leads with the
+-- key: a day's chunk read in full to close one minute), so the range is read key by key through
+-- that index: the keys of a ChronoTable are those of its last value cache whose newest row is at or
+-- after the range's start (a key with a row in the range has one); those of a rollup come from a
+-- skip scan of its primary key (key, bucket), one index probe per key. A ChronoTable without such
+-- a cache is read by time range.
+CREATE OR REPLACE FUNCTION lakets._rollup_range_source(r lakets.rollups) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_source text;
+    v_lvc text;
+BEGIN
+    IF r.source_kind = 'rollup' THEN
+        v_source := format('public.%I', r.source);
+    ELSE
+        SELECT format('%I.%I', c.table_schema, c.table_name),
+               (SELECT format('%I.%I', c.table_schema, l.lvc_table) FROM lakets.lvc_tables l
+                 WHERE l.table_name = c.table_name AND l.key_columns = ARRAY[r.key_column]
+                   AND l.time_column = r.source_time_column)
+          INTO v_source, v_lvc
+          FROM lakets.chronotables c WHERE c.table_name = r.source;
+    END IF;
+    IF r.key_column IS NULL OR (r.source_kind = 'chronotable' AND v_lvc IS NULL) THEN
+        RETURN format('(SELECT * FROM %s WHERE %I >= $1 AND %I < $2)', v_source, r.source_time_column, r.source_time_column);
+    ELSIF r.source_kind = 'chronotable' THEN
+        RETURN format('(SELECT _lk_s.* FROM %1$s _lk_k JOIN %2$s _lk_s ON _lk_s.%3$I = _lk_k.%3$I AND _lk_s.%4$I >= $1 AND _lk_s.%4$I < $2 WHERE _lk_k.%4$I >= $1)',
+                      v_lvc, v_source, r.key_column, r.source_time_column);
+    ELSE
+        RETURN format($q$(SELECT _lk_s.* FROM (WITH RECURSIVE _lk_keys(k) AS (
+                              (SELECT x.%3$I FROM %2$s x ORDER BY x.%3$I LIMIT 1)
+                              UNION ALL
+                              SELECT (SELECT x.%3$I FROM %2$s x WHERE x.%3$I > _lk_keys.k ORDER BY x.%3$I LIMIT 1)
+                                FROM _lk_keys WHERE _lk_keys.k IS NOT NULL)
+                          SELECT k FROM _lk_keys WHERE k IS NOT NULL) _lk_k
+                JOIN %2$s _lk_s ON _lk_s.%3$I = _lk_k.k AND _lk_s.%4$I >= $1 AND _lk_s.%4$I < $2)$q$,
+                      NULL, v_source, r.key_column, r.source_time_column);
+    END IF;
+END;
+$$;
+
+-- Closing pass: materialises every bucket starting in [p_lo, p_hi) from the source's rows of that
+-- range, in one statement (one range scan of the source instead of one lookup per bucket), after
+-- deleting what the rollup held there. Returns the buckets written. Raises whatever the query
+-- raises: the caller runs it in a subtransaction and falls back to the log's path, which
+-- isolates a failing bucket. Dependants are not invalidated: buckets covering a range that was
+-- open for this rollup are still open for them (their watermark never passes this one), and they
+-- close them from the rows written here.
+CREATE OR REPLACE FUNCTION lakets._rollup_close_range(r lakets.rollups, p_lo timestamptz, p_hi timestamptz) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_written bigint;
+BEGIN
+    EXECUTE format('DELETE FROM public.%I WHERE bucket >= $1 AND bucket < $2', r.name) USING p_lo, p_hi;
+    EXECUTE format('INSERT INTO public.%I SELECT * FROM (%s) q', r.name,
+                   replace(r.query, '{source}', lakets._rollup_range_source(r))) USING p_lo, p_hi;
+    GET DIAGNOSTICS v_written = ROW_COUNT;
+    RETURN v_written;
+END;
+$$;
+
+-- The closing range the log's way: every (key, bucket) of [p_lo, p_hi) that the source has rows
+-- for or the rollup holds a row for joins the claim as a fresh bucket (unless claimed already).
+-- Returns how many joined.
+CREATE OR REPLACE FUNCTION lakets._rollup_claim_range(r lakets.rollups, p_lo timestamptz, p_hi timestamptz) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_keyexpr text := CASE WHEN r.key_column IS NULL THEN $k$''::text$k$ ELSE format('%I::text', r.key_column) END;
+    v_added bigint;
+BEGIN
+    EXECUTE format($q$
+        INSERT INTO pg_temp._lakets_refresh_claim (ord, k, b, e, known_bad)
+        SELECT 1000000000 + row_number() OVER (ORDER BY p.k, p.b), p.k, p.b, p.b + $3, false
+          FROM (SELECT %1$s AS k, date_bin($3, s.%2$I, '2000-01-01 00:00:00+00') AS b FROM %3$s s
+                UNION
+                SELECT %1$s, x.bucket FROM public.%4$I x WHERE x.bucket >= $1 AND x.bucket < $2) p
+         WHERE NOT EXISTS (SELECT 1 FROM pg_temp._lakets_refresh_claim c WHERE c.k = p.k AND c.b = p.b)$q$,
+        v_keyexpr, r.source_time_column, lakets._rollup_range_source(r), r.name)
+      USING p_lo, p_hi, r.bucket_interval;
+    GET DIAGNOSTICS v_added = ROW_COUNT;
+    RETURN v_added;
+END;
+$$;
+
+-- Ordinals 1..n again after the claim changed: fresh buckets first, in their order, then the ones
+-- that failed before.
+CREATE OR REPLACE FUNCTION lakets._rollup_renumber_claim() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE pg_temp._lakets_refresh_claim c SET ord = n.o
+      FROM (SELECT ctid AS id, row_number() OVER (ORDER BY known_bad, ord) AS o FROM pg_temp._lakets_refresh_claim) n
+     WHERE c.ctid = n.id AND c.ord <> n.o;
+END;
+$$;
+
+-- Databases made before failing buckets were isolated, or before closing passes were reported,
+-- have refresh_rollup(text) and refresh_rollup_cascade() with fewer result columns; CREATE OR
+-- REPLACE cannot change a result type, so those versions go first.
 DO $$
 BEGIN
-    IF (SELECT NOT ('failed_buckets' = ANY (p.proargnames)) FROM pg_proc p WHERE p.oid = to_regprocedure('lakets.refresh_rollup(text)')) THEN
+    IF (SELECT NOT ('closed_buckets' = ANY (p.proargnames)) FROM pg_proc p WHERE p.oid = to_regprocedure('lakets.refresh_rollup(text)')) THEN
         DROP FUNCTION lakets.refresh_rollup(text);
     END IF;
-    IF (SELECT NOT ('failed_buckets' = ANY (p.proargnames)) FROM pg_proc p WHERE p.oid = to_regprocedure('lakets.refresh_rollup_cascade()')) THEN
+    IF (SELECT NOT ('closed_buckets' = ANY (p.proargnames)) FROM pg_proc p WHERE p.oid = to_regprocedure('lakets.refresh_rollup_cascade()')) THEN
         DROP FUNCTION lakets.refresh_rollup_cascade();
     END IF;
 END;
 $$;
 
--- Recomputes exactly the buckets invalidated for one rollup:
+-- Brings one rollup up to date:
 --   1. serialise with the other refreshes of this rollup (transaction advisory lock; ingest
 --      never takes it, so it is never blocked);
---   2. claim the log rows with DELETE … RETURNING and deduplicate them into a temp table, fresh
+--   2. if the watermark can move (to the start of the bucket open now, never beyond the watermark
+--      of what the rollup reads): publish the new log horizon, then, for a rollup of a ChronoTable,
+--      wait for the writers that may have read the old one (at most lakets.rollup_writer_wait_ms,
+--      default 2000; past that the watermark stays where it is this time, and
+--      watermark_held says so);
+--   3. claim the log rows with DELETE … RETURNING and deduplicate them into a temp table, fresh
 --      buckets first (by key, bucket), then those that failed before (oldest attempt first);
---   3. in later statements (fresh snapshots): recompute the fresh buckets together, bisecting on
---      error to isolate the failing ones; retry the known failing ones alone; a failing bucket goes
---      back to the log and to lakets.rollup_failed_buckets;
---   4. advance the watermark to the start of the current bucket (= end of the last closed one),
---      never beyond the watermark of what it reads, and record the refresh. A failing bucket does
---      not hold the watermark back: it stays pending, and pending buckets are read live.
--- The result gains columns (failed_buckets, deferred_buckets, first_error): drop the old signature.
+--   4. in later statements (fresh snapshots, which include every writer waited for): materialise
+--      the buckets that closed (closed_buckets) in one pass over the source's range, and drop the
+--      claimed buckets that pass covered; if that pass raises, its buckets join the claim instead;
+--   5. recompute the claimed fresh buckets together, bisecting on error to isolate the failing
+--      ones; retry the known failing ones alone; a failing bucket goes back to the log and to
+--      lakets.rollup_failed_buckets;
+--   6. move the watermark and record the refresh. A failing bucket does not hold the watermark
+--      back: it stays pending, and pending buckets are read live.
 CREATE OR REPLACE FUNCTION lakets.refresh_rollup(p_name text,
     OUT rollup text, OUT log_rows bigint, OUT buckets bigint, OUT rows_written bigint,
     OUT merged_buckets bigint, OUT watermark timestamptz, OUT duration_ms double precision,
-    OUT failed_buckets bigint, OUT deferred_buckets bigint, OUT first_error text)
+    OUT failed_buckets bigint, OUT deferred_buckets bigint, OUT first_error text,
+    OUT closed_buckets bigint, OUT watermark_held boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -474,6 +711,10 @@ DECLARE
     v_err text;
     v_state text;
     v_wm timestamptz;
+    v_close_lo timestamptz;
+    v_close_hi timestamptz;
+    v_closed boolean := false;
+    v_wait interval;
 BEGIN
     SELECT * INTO r FROM lakets.rollups WHERE name = p_name;
     IF NOT FOUND THEN
@@ -484,6 +725,8 @@ BEGIN
     rows_written := 0;
     failed_buckets := 0;
     deferred_buckets := 0;
+    closed_buckets := 0;
+    watermark_held := false;
     PERFORM pg_advisory_xact_lock(hashtext('lakets.refresh_rollup'), hashtext(p_name));
     -- Another refresh may have committed while we waited: read the registry row again.
     SELECT * INTO r FROM lakets.rollups WHERE name = p_name;
@@ -494,6 +737,33 @@ BEGIN
                                                  known_bad boolean NOT NULL) ON COMMIT DELETE ROWS;
     END IF;
     TRUNCATE pg_temp._lakets_refresh_claim;
+
+    -- Where the watermark can move: the start of the bucket still open now, capped by what the
+    -- rollup reads.
+    v_wm := date_bin(r.bucket_interval, now(), '2000-01-01 00:00:00+00');
+    IF r.depends_on <> '{}' THEN
+        IF EXISTS (SELECT 1 FROM lakets.rollups x WHERE x.name = ANY (r.depends_on) AND x.watermark IS NULL) THEN
+            v_wm := NULL;
+        ELSE
+            v_wm := least(v_wm, (SELECT date_bin(r.bucket_interval, min(x.watermark), '2000-01-01 00:00:00+00')
+                                   FROM lakets.rollups x WHERE x.name = ANY (r.depends_on)));
+        END IF;
+    END IF;
+    IF v_wm IS NOT NULL AND (r.watermark IS NULL OR v_wm > r.watermark) THEN
+        PERFORM lakets._rollup_publish_horizon(p_name, v_wm);
+        -- Writers of a rollup's source rollup are refreshes, which log every bucket they rewrite:
+        -- only a ChronoTable's writers can have skipped a bucket about to close.
+        v_wait := coalesce(nullif(current_setting('lakets.rollup_writer_wait_ms', true), '')::integer, 2000) * interval '1 millisecond';
+        IF r.source_kind = 'chronotable' AND NOT lakets._rollup_await_writers(r.source, v_wait) THEN
+            watermark_held := true;
+            v_wm := r.watermark;
+        ELSE
+            v_close_lo := coalesce(r.watermark, '-infinity');
+            v_close_hi := v_wm;
+        END IF;
+    ELSE
+        v_wm := r.watermark;
+    END IF;
 
     -- Claim. Rows inserted by transactions that commit after this statement's snapshot are not
     -- seen, hence not deleted: they stay in the log for the next refresh.
@@ -509,8 +779,33 @@ BEGIN
           LEFT JOIN lakets.rollup_failed_buckets f ON f.rollup = p_name AND f.key = u.key AND f.bucket = u.bucket
         RETURNING known_bad
     )
-    SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM ins), (SELECT count(*) FROM ins WHERE NOT known_bad)
-      INTO log_rows, v_total, v_fresh;
+    SELECT (SELECT count(*) FROM claimed) INTO log_rows;
+
+    -- Closing pass, from a snapshot later than the claim's: it covers every claimed fresh bucket
+    -- of its range. Not over a range that lost a chunk to retention (those buckets are merged,
+    -- never recomputed whole) nor over a bucket known to fail: the log's path handles both.
+    IF v_close_lo < v_close_hi THEN
+        IF NOT EXISTS (SELECT 1 FROM lakets.rollup_failed_buckets f
+                        WHERE f.rollup = p_name AND f.bucket >= v_close_lo AND f.bucket < v_close_hi)
+           AND NOT (r.source_kind = 'chronotable' AND EXISTS (
+                    SELECT 1 FROM lakets.chunks ch WHERE ch.table_name = r.source AND ch.status = 'dropped'
+                       AND ch.range_start < v_close_hi AND ch.range_end > v_close_lo)) THEN
+            BEGIN
+                closed_buckets := lakets._rollup_close_range(r, v_close_lo, v_close_hi);
+                v_closed := true;
+            EXCEPTION WHEN others THEN
+                v_closed := false;
+            END;
+        END IF;
+        IF v_closed THEN
+            rows_written := closed_buckets;
+            DELETE FROM pg_temp._lakets_refresh_claim c WHERE NOT c.known_bad AND c.b >= v_close_lo AND c.b < v_close_hi;
+        ELSE
+            closed_buckets := lakets._rollup_claim_range(r, v_close_lo, v_close_hi);
+        END IF;
+        PERFORM lakets._rollup_renumber_claim();
+    END IF;
+    SELECT count(*), count(*) FILTER (WHERE NOT c.known_bad) INTO v_total, v_fresh FROM pg_temp._lakets_refresh_claim c;
     buckets := v_total;
 
     IF v_total > 0 THEN
@@ -578,22 +873,12 @@ BEGIN
         END LOOP;
     END IF;
 
-    -- Watermark: the start of the bucket still open now, capped by what the rollup reads.
-    v_wm := date_bin(r.bucket_interval, now(), '2000-01-01 00:00:00+00');
-    IF r.depends_on <> '{}' THEN
-        IF EXISTS (SELECT 1 FROM lakets.rollups x WHERE x.name = ANY (r.depends_on) AND x.watermark IS NULL) THEN
-            v_wm := NULL;
-        ELSE
-            v_wm := least(v_wm, (SELECT date_bin(r.bucket_interval, min(x.watermark), '2000-01-01 00:00:00+00')
-                                   FROM lakets.rollups x WHERE x.name = ANY (r.depends_on)));
-        END IF;
-    END IF;
     duration_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
     UPDATE lakets.rollups x
        SET watermark = CASE WHEN x.watermark IS NULL OR v_wm > x.watermark THEN v_wm ELSE x.watermark END,
            last_refresh_at = clock_timestamp(),
            last_refresh_ms = duration_ms,
-           last_refresh_buckets = buckets,
+           last_refresh_buckets = buckets + closed_buckets,
            refresh_count = x.refresh_count + 1
      WHERE x.name = p_name
     RETURNING x.watermark INTO watermark;
@@ -608,7 +893,8 @@ $$;
 CREATE OR REPLACE FUNCTION lakets.refresh_rollup_cascade()
 RETURNS TABLE (rollup text, level integer, log_rows bigint, buckets bigint, rows_written bigint,
                merged_buckets bigint, watermark timestamptz, duration_ms double precision,
-               failed_buckets bigint, deferred_buckets bigint, error text)
+               failed_buckets bigint, deferred_buckets bigint, error text,
+               closed_buckets bigint, watermark_held boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -624,9 +910,11 @@ BEGIN
             rows_written := f.rows_written; merged_buckets := f.merged_buckets; watermark := f.watermark;
             duration_ms := f.duration_ms; failed_buckets := f.failed_buckets;
             deferred_buckets := f.deferred_buckets; error := f.first_error;
+            closed_buckets := f.closed_buckets; watermark_held := f.watermark_held;
         EXCEPTION WHEN others THEN
             rollup := v.name; level := v.level; log_rows := 0; buckets := 0; rows_written := 0;
-            merged_buckets := 0; failed_buckets := 0; deferred_buckets := 0;
+            merged_buckets := 0; failed_buckets := 0; deferred_buckets := 0; closed_buckets := 0;
+            watermark_held := false;
             GET STACKED DIAGNOSTICS error = MESSAGE_TEXT;
             SELECT x.watermark INTO watermark FROM lakets.rollups x WHERE x.name = v.name;
             duration_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;

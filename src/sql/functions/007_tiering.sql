@@ -82,24 +82,8 @@ BEGIN
 END;
 $$;
 
--- What the lake must hold for a chunk's range: the chunk itself plus its dropped generations.
-CREATE OR REPLACE FUNCTION lakets._expected_lake_fingerprint(p_chunk_id bigint,
-                                                             OUT fp_count bigint, OUT fp_sum_id numeric, OUT fp_sum_us numeric)
-LANGUAGE plpgsql STABLE AS $$
-#variable_conflict use_variable
-DECLARE
-    c lakets.chunks;
-BEGIN
-    SELECT * INTO STRICT c FROM lakets.chunks WHERE id = p_chunk_id;
-    SELECT f.fp_count, f.fp_sum_id, f.fp_sum_us INTO fp_count, fp_sum_id, fp_sum_us FROM lakets.chunk_fingerprint(p_chunk_id) f;
-    SELECT fp_count + coalesce(sum(d.fp_count), 0), fp_sum_id + coalesce(sum(d.fp_sum_id), 0),
-           fp_sum_us + coalesce(sum(d.fp_sum_us), 0)
-      INTO fp_count, fp_sum_id, fp_sum_us
-      FROM lakets.chunks d
-     WHERE d.table_name = c.table_name AND d.status = 'dropped' AND d.id <> c.id
-       AND d.range_start < c.range_end AND d.range_end > c.range_start;
-END;
-$$;
+-- What the lake must hold for a chunk's range (lakets._expected_lake_fingerprint) is in
+-- functions/070_lake_history.sql: it leaves out the history a lost lake no longer holds.
 
 -- The gate both tier_chunk and execute_retention apply, under the chunk's SHARE lock (taken here,
 -- NOWAIT: a writer in flight defers the chunk). p_required_lsn is the WAL position the caller read
@@ -217,6 +201,13 @@ BEGIN
                 WHERE r.source = c.table_name
                   AND i.bucket < c.range_end AND i.bucket + r.bucket_interval > c.range_start) THEN
         RETURN lakets._record_gate(p_chunk_id, 'deferred: rollup buckets of the range are pending a refresh');
+    END IF;
+    -- Buckets past a rollup's watermark are not logged (a refresh materialises them when they
+    -- close): the range must be closed too.
+    IF EXISTS (SELECT 1 FROM lakets.rollups r
+                WHERE r.source = c.table_name AND r.source_kind = 'chronotable'
+                  AND (r.watermark IS NULL OR r.watermark < c.range_end)) THEN
+        RETURN lakets._record_gate(p_chunk_id, 'deferred: rollup buckets of the range are not closed yet');
     END IF;
     SELECT * INTO f FROM lakets.chunk_fingerprint(p_chunk_id);
     BEGIN

@@ -7,10 +7,13 @@
 -- edges from ohlcv_1min (a Kolkata day: 30 minutes, 23 hours, 30 minutes; a New York week: hours up
 -- to the first UTC midnight, six days, hours after the last). Each piece is a stored row unless an
 -- invalidation is pending for it in its rollup or any rollup below (rollups.chain): then it is cut
--- one level finer, down to the raw ticks of the pending minutes. A stored row with nothing pending
--- is exact whatever the watermark: every tick logs its minute, hour and day in the same transaction,
--- and a refresh recomputes a claimed bucket in a later statement than its claim, so a tick a refresh
--- did not see is still pending. The pieces of a bar are disjoint in time, so its open is the open of
+-- one level finer, down to the raw ticks of the pending minutes. A rollup stores and logs only
+-- closed buckets (before its watermark): from there on (its open tail, lakets._candle_tails) a
+-- piece is cut finer too, and open minutes are aggregated from the ticks. Before the tail a stored
+-- row with nothing pending is exact: a write into a closed bucket logs it in the same transaction,
+-- a refresh recomputes a claimed bucket in a later statement than its claim, and a bucket is closed
+-- from a snapshot that holds every write the log did not see (the refresh waits for the writers
+-- that read the old log horizon), so a tick a refresh did not see is still pending. The pieces of a bar are disjoint in time, so its open is the open of
 -- its earliest piece and its close the close of its latest: composing needs no (time, tick_id)
 -- comparison, only built-in aggregates (min/max over [epoch, price] arrays).
 --
@@ -139,6 +142,49 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- Exact pieces
 
+-- Where the open tail of each rollup starts: its buckets from there on are neither stored nor
+-- logged (the watermark; '-infinity' before the first refresh). An hour is open while any of its
+-- minutes is, a day while any of its hours is, whatever the coarser rollup's own watermark says.
+CREATE OR REPLACE FUNCTION lakets._candle_tails(OUT t_min timestamptz, OUT t_hour timestamptz, OUT t_day timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_min timestamptz;
+    v_hour timestamptz;
+    v_day timestamptz;
+BEGIN
+    SELECT max(r.watermark) FILTER (WHERE r.name = 'ohlcv_1min'), max(r.watermark) FILTER (WHERE r.name = 'ohlcv_1hour'),
+           max(r.watermark) FILTER (WHERE r.name = 'ohlcv_1day')
+      INTO v_min, v_hour, v_day
+      FROM lakets.rollups r WHERE r.name IN ('ohlcv_1min', 'ohlcv_1hour', 'ohlcv_1day');
+    t_min := coalesce(v_min, '-infinity');
+    t_hour := CASE WHEN v_min IS NULL OR v_hour IS NULL THEN '-infinity'
+                   ELSE least(v_hour, date_bin(interval '1 hour', v_min, '2000-01-01 00:00:00+00')) END;
+    t_day := CASE WHEN t_hour = '-infinity' OR v_day IS NULL THEN '-infinity'
+                  ELSE least(v_day, date_bin(interval '1 day', t_hour, '2000-01-01 00:00:00+00')) END;
+END;
+$$;
+
+-- Up to p_n buckets of width p_width (a minute or an hour) holding ticks of a symbol in
+-- [p_lo, p_hi), the newest (or with p_forward the oldest) first: one (symbol, time) index probe per
+-- bucket, whatever the gaps. The open tail's buckets, which no rollup holds yet.
+CREATE OR REPLACE FUNCTION lakets._candle_tick_buckets(p_symbol text, p_width interval, p_lo timestamptz, p_hi timestamptz,
+                                                       p_n integer, p_forward boolean)
+RETURNS SETOF timestamptz LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE walk(b) AS (
+        SELECT date_bin(p_width, CASE WHEN p_forward
+                                      THEN (SELECT min(t.time) FROM public.stock_ticks t WHERE t.symbol = p_symbol AND t.time >= p_lo AND t.time < p_hi)
+                                      ELSE (SELECT max(t.time) FROM public.stock_ticks t WHERE t.symbol = p_symbol AND t.time >= p_lo AND t.time < p_hi) END,
+                        '2000-01-01 00:00:00+00')
+        UNION ALL
+        SELECT date_bin(p_width, CASE WHEN p_forward
+                                      THEN (SELECT min(t.time) FROM public.stock_ticks t WHERE t.symbol = p_symbol AND t.time >= w.b + p_width AND t.time < p_hi)
+                                      ELSE (SELECT max(t.time) FROM public.stock_ticks t WHERE t.symbol = p_symbol AND t.time >= p_lo AND t.time < w.b) END,
+                        '2000-01-01 00:00:00+00')
+          FROM walk w WHERE w.b IS NOT NULL
+    )
+    SELECT w.b FROM walk w WHERE w.b IS NOT NULL LIMIT p_n
+$$;
+
 -- Minute bars computed from the raw ticks of p_minutes. Built-in aggregates, then the open and
 -- close ticks looked up by their time (ties broken on tick_id): no per-tick PL/pgSQL. Where a
 -- source chunk of these minutes was dropped by retention (H5), a minute is its sealed base (or
@@ -232,6 +278,7 @@ DECLARE
     v_pm tstzmultirange;
     v_hours tstzmultirange;
     v_minutes tstzmultirange;
+    v_tails record := lakets._candle_tails();
 BEGIN
     IF isempty(v_all) THEN
         RETURN;
@@ -249,6 +296,10 @@ BEGIN
              WHERE l.rollup IN ('ohlcv_1min', 'ohlcv_1hour', 'ohlcv_1day') AND l.key = p_symbol
                AND l.bucket >= date_bin(interval '1 day', lower(v_all), '2000-01-01 00:00:00+00')
                AND l.bucket < upper(v_all)) i;
+    -- The open tails: nothing stored there yet.
+    v_pd := v_pd + tstzmultirange(tstzrange(v_tails.t_day, NULL));
+    v_ph := v_ph + tstzmultirange(tstzrange(v_tails.t_hour, NULL));
+    v_pm := v_pm + tstzmultirange(tstzrange(v_tails.t_min, NULL));
     v_pd := v_pd * p_days;
     v_hours := p_hours + v_pd;
     v_ph := v_ph * v_hours;
@@ -396,8 +447,9 @@ END;
 $$;
 
 -- Buckets of a rollup (p_level 'minute' or 'hour') that may hold ticks of a symbol: its stored
--- rows and its pending invalidations (every tick logs its minute, hour and day with it). The
--- newest (or, forward, the oldest) p_n distinct ones in [p_lo, p_hi).
+-- rows and its pending invalidations (a write into a closed bucket logs it), and in its open tail
+-- (nothing stored or logged there yet) the buckets holding ticks. The newest (or, forward, the
+-- oldest) p_n distinct ones in [p_lo, p_hi).
 --
 -- A bucket whose ticks were all deleted still looks like that until the next refresh: its row
 -- and its invalidation are there. With p_validate, a pending bucket counts only if it still holds
@@ -409,63 +461,33 @@ RETURNS SETOF timestamptz LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_table text := CASE p_level WHEN 'minute' THEN 'ohlcv_1min' ELSE 'ohlcv_1hour' END;
     v_width interval := CASE p_level WHEN 'minute' THEN interval '1 minute' ELSE interval '1 hour' END;
-    v_pending integer;
+    v_tails record := lakets._candle_tails();
+    v_tail timestamptz;
+    v_pending integer := 0;
 BEGIN
+    v_tail := greatest(p_lo, CASE p_level WHEN 'minute' THEN v_tails.t_min ELSE v_tails.t_hour END);
     IF p_validate THEN
         -- Only pending buckets can be empty: read as many more as there are of them.
         SELECT count(DISTINCT l.bucket) INTO v_pending FROM lakets.rollup_invalidations l
          WHERE l.rollup = v_table AND l.key = p_symbol AND l.bucket >= p_lo AND l.bucket < p_hi;
-        RETURN QUERY EXECUTE format($q$
-            SELECT u.b FROM ((SELECT x.bucket AS b FROM public.%1$I x
-                               WHERE x.symbol = $1 AND x.bucket >= $2 AND x.bucket < $3 ORDER BY x.bucket %2$s LIMIT $4)
-                             UNION
-                             (SELECT DISTINCT l.bucket FROM lakets.rollup_invalidations l
-                               WHERE l.rollup = %3$L AND l.key = $1 AND l.bucket >= $2 AND l.bucket < $3
-                               ORDER BY l.bucket %2$s LIMIT $4)) u
-             WHERE NOT EXISTS (SELECT 1 FROM lakets.rollup_invalidations l WHERE l.rollup = %3$L AND l.key = $1 AND l.bucket = u.b)
-                OR lakets._candle_may_hold($1, u.b, u.b + $5)
-             ORDER BY u.b %2$s LIMIT $6$q$,
-            v_table, CASE WHEN p_forward THEN 'ASC' ELSE 'DESC' END, v_table)
-        USING p_symbol, p_lo, p_hi, p_n + least(v_pending, lakets._candle_max_skipped()), v_width, p_n;
-        RETURN;
     END IF;
-    IF p_level = 'minute' AND NOT p_forward THEN
-        RETURN QUERY
-        SELECT u.b FROM ((SELECT x.bucket AS b FROM public.ohlcv_1min x
-                           WHERE x.symbol = p_symbol AND x.bucket >= p_lo AND x.bucket < p_hi ORDER BY x.bucket DESC LIMIT p_n)
+    RETURN QUERY EXECUTE format($q$
+        SELECT u.b FROM ((SELECT x.bucket AS b FROM public.%1$I x
+                           WHERE x.symbol = $1 AND x.bucket >= $2 AND x.bucket < least($3, $7) ORDER BY x.bucket %2$s LIMIT $4)
                          UNION
-                         (SELECT DISTINCT i.bucket FROM lakets.rollup_invalidations i
-                           WHERE i.rollup = 'ohlcv_1min' AND i.key = p_symbol AND i.bucket >= p_lo AND i.bucket < p_hi
-                           ORDER BY i.bucket DESC LIMIT p_n)) u
-         ORDER BY u.b DESC LIMIT p_n;
-    ELSIF p_level = 'minute' THEN
-        RETURN QUERY
-        SELECT u.b FROM ((SELECT x.bucket AS b FROM public.ohlcv_1min x
-                           WHERE x.symbol = p_symbol AND x.bucket >= p_lo AND x.bucket < p_hi ORDER BY x.bucket LIMIT p_n)
+                         (SELECT DISTINCT l.bucket FROM lakets.rollup_invalidations l
+                           WHERE l.rollup = %1$L AND l.key = $1 AND l.bucket >= $2 AND l.bucket < least($3, $7)
+                           ORDER BY l.bucket %2$s LIMIT $4)
                          UNION
-                         (SELECT DISTINCT i.bucket FROM lakets.rollup_invalidations i
-                           WHERE i.rollup = 'ohlcv_1min' AND i.key = p_symbol AND i.bucket >= p_lo AND i.bucket < p_hi
-                           ORDER BY i.bucket LIMIT p_n)) u
-         ORDER BY u.b LIMIT p_n;
-    ELSIF NOT p_forward THEN
-        RETURN QUERY
-        SELECT u.b FROM ((SELECT x.bucket AS b FROM public.ohlcv_1hour x
-                           WHERE x.symbol = p_symbol AND x.bucket >= p_lo AND x.bucket < p_hi ORDER BY x.bucket DESC LIMIT p_n)
-                         UNION
-                         (SELECT DISTINCT i.bucket FROM lakets.rollup_invalidations i
-                           WHERE i.rollup = 'ohlcv_1hour' AND i.key = p_symbol AND i.bucket >= p_lo AND i.bucket < p_hi
-                           ORDER BY i.bucket DESC LIMIT p_n)) u
-         ORDER BY u.b DESC LIMIT p_n;
-    ELSE
-        RETURN QUERY
-        SELECT u.b FROM ((SELECT x.bucket AS b FROM public.ohlcv_1hour x
-                           WHERE x.symbol = p_symbol AND x.bucket >= p_lo AND x.bucket < p_hi ORDER BY x.bucket LIMIT p_n)
-                         UNION
-                         (SELECT DISTINCT i.bucket FROM lakets.rollup_invalidations i
-                           WHERE i.rollup = 'ohlcv_1hour' AND i.key = p_symbol AND i.bucket >= p_lo AND i.bucket < p_hi
-                           ORDER BY i.bucket LIMIT p_n)) u
-         ORDER BY u.b LIMIT p_n;
-    END IF;
+                         (SELECT tb FROM lakets._candle_tick_buckets($1, $5, $7, $3, $6, %3$L) tb)) u
+         WHERE %4$s
+         ORDER BY u.b %2$s LIMIT $6$q$,
+        v_table, CASE WHEN p_forward THEN 'ASC' ELSE 'DESC' END, p_forward,
+        CASE WHEN p_validate
+             THEN format('NOT EXISTS (SELECT 1 FROM lakets.rollup_invalidations l WHERE l.rollup = %L AND l.key = $1 AND l.bucket = u.b)
+                          OR lakets._candle_may_hold($1, u.b, u.b + $5)', v_table)
+             ELSE 'true' END)
+    USING p_symbol, p_lo, p_hi, p_n + least(v_pending, lakets._candle_max_skipped()), v_width, p_n, v_tail;
 END;
 $$;
 
@@ -492,6 +514,7 @@ DECLARE
     v_s timestamptz;
     v_skipped integer := 0;
     v_out timestamptz[] := '{}';
+    v_tail timestamptz := (lakets._candle_tails()).t_min;
 BEGIN
     IF p_unit IN ('minute', 'hour') THEN
         v_width := CASE p_unit WHEN 'minute' THEN make_interval(mins => p_multiple) ELSE make_interval(hours => p_multiple) END;
@@ -526,19 +549,24 @@ BEGIN
         v_x := CASE WHEN v_s < p_lo THEN lakets.candle_bucket_next(p_unit, p_multiple, p_zone, v_s) ELSE v_s END;
     END IF;
     WHILE cardinality(v_out) < p_need LOOP
-        -- The nearest minute that may hold ticks: a stored row or a pending invalidation.
+        -- The nearest minute that may hold ticks: a stored row or a pending invalidation before
+        -- the minute rollup's open tail, a minute holding ticks in it.
         IF NOT p_forward THEN
             v_m := greatest((SELECT max(x.bucket) FROM public.ohlcv_1min x
-                              WHERE x.symbol = p_symbol AND x.bucket < v_x AND x.bucket >= coalesce(p_lo, '-infinity')),
+                              WHERE x.symbol = p_symbol AND x.bucket < least(v_x, v_tail) AND x.bucket >= coalesce(p_lo, '-infinity')),
                             (SELECT max(l.bucket) FROM lakets.rollup_invalidations l
-                              WHERE l.rollup = 'ohlcv_1min' AND l.key = p_symbol AND l.bucket < v_x
-                                AND l.bucket >= coalesce(p_lo, '-infinity')));
+                              WHERE l.rollup = 'ohlcv_1min' AND l.key = p_symbol AND l.bucket < least(v_x, v_tail)
+                                AND l.bucket >= coalesce(p_lo, '-infinity')),
+                            (SELECT date_bin(interval '1 minute', max(t.time), '2000-01-01 00:00:00+00') FROM public.stock_ticks t
+                              WHERE t.symbol = p_symbol AND t.time < v_x AND t.time >= greatest(coalesce(p_lo, '-infinity'), v_tail)));
         ELSE
             v_m := least((SELECT min(x.bucket) FROM public.ohlcv_1min x
-                           WHERE x.symbol = p_symbol AND x.bucket >= v_x AND x.bucket < coalesce(p_hi, 'infinity')),
+                           WHERE x.symbol = p_symbol AND x.bucket >= v_x AND x.bucket < least(coalesce(p_hi, 'infinity'), v_tail)),
                          (SELECT min(l.bucket) FROM lakets.rollup_invalidations l
                            WHERE l.rollup = 'ohlcv_1min' AND l.key = p_symbol AND l.bucket >= v_x
-                             AND l.bucket < coalesce(p_hi, 'infinity')));
+                             AND l.bucket < least(coalesce(p_hi, 'infinity'), v_tail)),
+                         (SELECT date_bin(interval '1 minute', min(t.time), '2000-01-01 00:00:00+00') FROM public.stock_ticks t
+                           WHERE t.symbol = p_symbol AND t.time >= greatest(v_x, v_tail) AND t.time < coalesce(p_hi, 'infinity')));
         END IF;
         EXIT WHEN v_m IS NULL;
         IF p_validate AND EXISTS (SELECT 1 FROM lakets.rollup_invalidations l
@@ -776,7 +804,7 @@ $$;
 -- [p_from, p_to) (inclusive from, exclusive to), ascending, empty buckets left out. Equal to
 -- aggregating the raw ticks; final = the bucket is closed (at or before the minute rollup's
 -- watermark) and nothing is pending for it. A settled range (nothing pending: a past day, a past
--- week) is read straight from the rollup's (symbol, bucket) index.
+-- week, all of it closed) is read straight from the rollup's (symbol, bucket) index.
 CREATE OR REPLACE FUNCTION lakets.candles(p_symbol text, p_granularity text, p_from timestamptz, p_to timestamptz)
 RETURNS TABLE (bucket timestamptz, open double precision, high double precision, low double precision,
                close double precision, volume double precision, tick_count bigint, final boolean)
@@ -789,6 +817,8 @@ DECLARE
     v_to timestamptz;
     v_wm timestamptz;
     v_range tstzmultirange;
+    v_tails record;
+    v_tail timestamptz;
 BEGIN
     IF p_from IS NULL OR p_to IS NULL OR p_from > p_to THEN
         RAISE EXCEPTION 'candles: invalid range [%, %)', p_from, p_to USING ERRCODE = '22023';
@@ -800,9 +830,12 @@ BEGIN
     IF v_from >= v_to THEN
         RETURN;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM lakets.rollup_invalidations i
-                    WHERE i.rollup IN ('ohlcv_1min', 'ohlcv_1hour', 'ohlcv_1day') AND i.key = p_symbol
-                      AND i.bucket >= v_from AND i.bucket < v_to) THEN
+    v_tails := lakets._candle_tails();
+    v_tail := CASE v_rollup WHEN 'ohlcv_1min' THEN v_tails.t_min WHEN 'ohlcv_1hour' THEN v_tails.t_hour ELSE v_tails.t_day END;
+    IF v_to <= v_tail
+       AND NOT EXISTS (SELECT 1 FROM lakets.rollup_invalidations i
+                        WHERE i.rollup IN ('ohlcv_1min', 'ohlcv_1hour', 'ohlcv_1day') AND i.key = p_symbol
+                          AND i.bucket >= v_from AND i.bucket < v_to) THEN
         -- Settled: the stored rows are the bars.
         IF v_rollup = 'ohlcv_1min' THEN
             RETURN QUERY SELECT x.bucket, x.open, x.high, x.low, x.close, x.volume, x.tick_count,

@@ -33,7 +33,9 @@ BEGIN
                         -- sync's confirmed position trails the server.
                         'slotRetainedBytes', pg_wal_lsn_diff(pg_current_wal_lsn(), r.restart_lsn),
                         'slotLagBytes', pg_wal_lsn_diff(pg_current_wal_lsn(), r.confirmed_flush_lsn),
-                        'error', s.detail->>'error')
+                        'error', s.detail->>'error',
+                        -- Set when the lake was lost and rebuilt: the history it no longer holds.
+                        'missingHistory', s.detail->'missingHistory')
                    FROM lakets.cdf_state s LEFT JOIN pg_replication_slots r ON r.slot_name = s.slot_name
                   WHERE s.table_name = p_table),
         'invalidationsPending', (SELECT count(*) FROM lakets.rollup_invalidations),

@@ -3,8 +3,8 @@
 
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LakeStoreConfigError } from '../../src/lake/store/errors.ts';
-import { describeLakeStoreConfig, lakeStoreConfigFromEnv, type LakeEnv } from '../../src/lake/store/lake-url.ts';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { describeLakeStoreConfig, lakeStoreConfigFromEnv, LakeStoreConfigError, type LakeEnv } from '../../src/config/lake-store.ts';
 
 const dataDir = '/var/lib/lakets-data';
 
@@ -90,5 +90,15 @@ describe('LAKETS_LAKE_URL', () => {
     expect(refused({ LAKETS_LAKE_CACHE_MB: 'lots' })).toMatch(/LAKETS_LAKE_CACHE_MB must be a whole number/);
     const secret = refused({ LAKETS_LAKE_URL: 's3://user:hunter2@bucket/x' });
     expect(secret).not.toContain('hunter2');
+  });
+
+  it('is read by loadConfig with the retention of removed files; a mistake is a ConfigError naming the variable', () => {
+    const config = loadConfig({ LAKETS_DATA_DIR: dataDir, LAKETS_LAKE_URL: 'az://lake/x', AZURE_STORAGE_CONNECTION_STRING: 'UseDevelopmentStorage=true' });
+    expect(config.lake.store).toMatchObject({ kind: 'az', container: 'lake', prefix: 'x', cacheDir: path.join(dataDir, 'cache') });
+    expect(config.lake.retentionMs).toBe(7 * 86_400_000);
+    expect(loadConfig({ LAKETS_DATA_DIR: dataDir, LAKETS_LAKE_RETENTION: '36 hours' }).lake).toMatchObject({ retentionMs: 36 * 3_600_000, store: { kind: 'file', root: path.join(dataDir, 'lake') } });
+    expect(() => loadConfig({ LAKETS_LAKE_RETENTION: '10 minutes' })).toThrow(/LAKETS_LAKE_RETENTION must be at least 1 hour/);
+    expect(() => loadConfig({ LAKETS_LAKE_RETENTION: 'a week' })).toThrow(ConfigError);
+    expect(() => loadConfig({ LAKETS_LAKE_URL: 'gs://bucket/x' })).toThrow(ConfigError);
   });
 });

@@ -15,9 +15,13 @@
 
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { LakeStoreConfigError } from './errors.ts';
 
 export type LakeStoreConfig = FileLakeConfig | S3LakeConfig | AzureLakeConfig;
+
+/** LAKETS_LAKE_URL or the store's credentials are missing or malformed (src/config.ts reports it as a ConfigError). */
+export class LakeStoreConfigError extends Error {
+  override readonly name: string = 'LakeStoreConfigError';
+}
 
 interface CommonLakeConfig {
   /** The lake's root URL without credentials (for logs, the API and error messages). */
