@@ -4,6 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { migrate, readFunctionFiles, readHistory, readMigrations } from '../../src/db/migrate.ts';
+import { expectedApplyOrder } from '../helpers/migrations.ts';
 import { useTestContext } from '../helpers/context.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 import { REPO_ROOT } from '../helpers/processes.ts';
@@ -134,14 +135,8 @@ describe('a database made before the function files', () => {
 
     const functionFiles = readFunctionFiles().map((f) => f.file);
     const applied = await migrate(legacy.url);
-    // Every function file the old layout's migrations need, then what it did not have: each later
-    // migration followed by the function files numbered after it.
-    const numbered = (file: string) => file.replace(/^functions\//, '').slice(0, 3);
-    const later = readMigrations().filter((m) => m.version >= '052');
-    expect(applied).toEqual([
-      ...functionFiles.filter((f) => numbered(f) < '052'),
-      ...later.flatMap((m, i) => [m.file, ...functionFiles.filter((f) => numbered(f) >= m.version && numbered(f) < (later[i + 1]?.version ?? '999'))]),
-    ]);
+    // Every function file the old layout's migrations need, then what it did not have.
+    expect(applied).toEqual(expectedApplyOrder('052'));
     // Its rollups, refreshed before, keep logging what their watermarks cover (065).
     const { rows: horizons } = await legacy.query<{ name: string; same: boolean }>(
       'SELECT name, lakets.rollup_log_horizon(name) = watermark AS same FROM lakets.rollups ORDER BY name',

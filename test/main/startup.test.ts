@@ -186,6 +186,6 @@ describe('npm run jobs', { timeout: 120_000 }, () => {
   it('explains its usage for an unknown job', async () => {
     const proc = spawnEntry('jobs/cli.ts', { DATABASE_URL: ctx.db.url }, ['nope']);
     expect(await proc.exited).toBe(2);
-    expect(proc.output()).toMatch(/usage: npm run jobs -- <partition_manager\|rollup_refresh\|tiering\|retention\|stream_ticks>/);
+    expect(proc.output()).toMatch(/usage: npm run jobs -- <partition_manager\|rollup_refresh\|tiering\|retention\|lake_compact\|lake_vacuum\|stream_ticks>/);
   });
 });

@@ -12,7 +12,8 @@ import { bruteCandles, expectSameCandles, insertTicks, liveCandles, type TestTic
 import { copyTicks } from '../../src/ticks/tick-table.ts';
 import { TICK_LIMITS } from '../../src/ticks/limits.ts';
 import { TickGenerator } from '../../src/ticks/generator.ts';
-import { migrate, readFunctionFiles, readMigrations } from '../../src/db/migrate.ts';
+import { migrate } from '../../src/db/migrate.ts';
+import { expectedApplyOrder } from '../helpers/migrations.ts';
 import { REPO_ROOT } from '../helpers/processes.ts';
 
 const ctx = useTestContext('tick_bounds', { chunkInterval: '1 hour' });
@@ -251,7 +252,7 @@ describe('tick bounds: migrating a database that accepted bad ticks', () => {
 
     const applied = await migrate(old.url);
     // Every function file (the database has none recorded), then the migrations from 023 on.
-    expect(applied).toEqual([...readFunctionFiles().map((f) => f.file), ...readMigrations().filter((m) => m.version >= '023').map((m) => m.file)]);
+    expect(applied).toEqual(expectedApplyOrder('023'));
 
     const { rows: moved } = await old.query<{ symbol: string; reason: string }>(
       `SELECT symbol, reason FROM lakets.quarantined_stock_ticks ORDER BY symbol, tick_id`,
