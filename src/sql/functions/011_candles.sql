@@ -169,7 +169,15 @@ $$;
 -- bucket, whatever the gaps. The open tail's buckets, which no rollup holds yet.
 CREATE OR REPLACE FUNCTION lakets._candle_tick_buckets(p_symbol text, p_width interval, p_lo timestamptz, p_hi timestamptz,
                                                        p_n integer, p_forward boolean)
-RETURNS SETOF timestamptz LANGUAGE sql STABLE AS $$
+RETURNS SETOF timestamptz LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    -- PL/pgSQL with a generic plan: planning the probes over every chunk of the tick table costs
+    -- far more than running them (chunks are pruned when the plan starts), so the plan is made once
+    -- per session and kept; a SQL function's body would be planned on every call.
+    IF p_lo >= p_hi OR p_n < 1 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
     WITH RECURSIVE walk(b) AS (
         SELECT date_bin(p_width, CASE WHEN p_forward
                                       THEN (SELECT min(t.time) FROM public.stock_ticks t WHERE t.symbol = p_symbol AND t.time >= p_lo AND t.time < p_hi)
@@ -182,7 +190,8 @@ RETURNS SETOF timestamptz LANGUAGE sql STABLE AS $$
                         '2000-01-01 00:00:00+00')
           FROM walk w WHERE w.b IS NOT NULL
     )
-    SELECT w.b FROM walk w WHERE w.b IS NOT NULL LIMIT p_n
+    SELECT w.b FROM walk w WHERE w.b IS NOT NULL LIMIT p_n;
+END;
 $$;
 
 -- Minute bars computed from the raw ticks of p_minutes. Built-in aggregates, then the open and
@@ -463,31 +472,75 @@ DECLARE
     v_width interval := CASE p_level WHEN 'minute' THEN interval '1 minute' ELSE interval '1 hour' END;
     v_tails record := lakets._candle_tails();
     v_tail timestamptz;
-    v_pending integer := 0;
+    v_pending integer;
 BEGIN
     v_tail := greatest(p_lo, CASE p_level WHEN 'minute' THEN v_tails.t_min ELSE v_tails.t_hour END);
     IF p_validate THEN
         -- Only pending buckets can be empty: read as many more as there are of them.
         SELECT count(DISTINCT l.bucket) INTO v_pending FROM lakets.rollup_invalidations l
          WHERE l.rollup = v_table AND l.key = p_symbol AND l.bucket >= p_lo AND l.bucket < p_hi;
+        RETURN QUERY EXECUTE format($q$
+            SELECT u.b FROM ((SELECT x.bucket AS b FROM public.%1$I x
+                               WHERE x.symbol = $1 AND x.bucket >= $2 AND x.bucket < least($3, $7) ORDER BY x.bucket %2$s LIMIT $4)
+                             UNION
+                             (SELECT DISTINCT l.bucket FROM lakets.rollup_invalidations l
+                               WHERE l.rollup = %1$L AND l.key = $1 AND l.bucket >= $2 AND l.bucket < least($3, $7)
+                               ORDER BY l.bucket %2$s LIMIT $4)
+                             UNION
+                             (SELECT tb FROM lakets._candle_tick_buckets($1, $5, $7, $3, $6, %3$L) tb)) u
+             WHERE NOT EXISTS (SELECT 1 FROM lakets.rollup_invalidations l WHERE l.rollup = %1$L AND l.key = $1 AND l.bucket = u.b)
+                OR lakets._candle_may_hold($1, u.b, u.b + $5)
+             ORDER BY u.b %2$s LIMIT $6$q$,
+            v_table, CASE WHEN p_forward THEN 'ASC' ELSE 'DESC' END, p_forward)
+        USING p_symbol, p_lo, p_hi, p_n + least(v_pending, lakets._candle_max_skipped()), v_width, p_n, v_tail;
+        RETURN;
     END IF;
-    RETURN QUERY EXECUTE format($q$
-        SELECT u.b FROM ((SELECT x.bucket AS b FROM public.%1$I x
-                           WHERE x.symbol = $1 AND x.bucket >= $2 AND x.bucket < least($3, $7) ORDER BY x.bucket %2$s LIMIT $4)
+    -- The common path in static statements (plans kept for the session), one per rollup and direction.
+    IF p_level = 'minute' AND NOT p_forward THEN
+        RETURN QUERY
+        SELECT u.b FROM ((SELECT x.bucket AS b FROM public.ohlcv_1min x
+                           WHERE x.symbol = p_symbol AND x.bucket >= p_lo AND x.bucket < least(p_hi, v_tail) ORDER BY x.bucket DESC LIMIT p_n)
                          UNION
-                         (SELECT DISTINCT l.bucket FROM lakets.rollup_invalidations l
-                           WHERE l.rollup = %1$L AND l.key = $1 AND l.bucket >= $2 AND l.bucket < least($3, $7)
-                           ORDER BY l.bucket %2$s LIMIT $4)
+                         (SELECT DISTINCT i.bucket FROM lakets.rollup_invalidations i
+                           WHERE i.rollup = 'ohlcv_1min' AND i.key = p_symbol AND i.bucket >= p_lo AND i.bucket < least(p_hi, v_tail)
+                           ORDER BY i.bucket DESC LIMIT p_n)
                          UNION
-                         (SELECT tb FROM lakets._candle_tick_buckets($1, $5, $7, $3, $6, %3$L) tb)) u
-         WHERE %4$s
-         ORDER BY u.b %2$s LIMIT $6$q$,
-        v_table, CASE WHEN p_forward THEN 'ASC' ELSE 'DESC' END, p_forward,
-        CASE WHEN p_validate
-             THEN format('NOT EXISTS (SELECT 1 FROM lakets.rollup_invalidations l WHERE l.rollup = %L AND l.key = $1 AND l.bucket = u.b)
-                          OR lakets._candle_may_hold($1, u.b, u.b + $5)', v_table)
-             ELSE 'true' END)
-    USING p_symbol, p_lo, p_hi, p_n + least(v_pending, lakets._candle_max_skipped()), v_width, p_n, v_tail;
+                         (SELECT tb FROM lakets._candle_tick_buckets(p_symbol, v_width, v_tail, p_hi, p_n, false) tb)) u
+         ORDER BY u.b DESC LIMIT p_n;
+    ELSIF p_level = 'minute' THEN
+        RETURN QUERY
+        SELECT u.b FROM ((SELECT x.bucket AS b FROM public.ohlcv_1min x
+                           WHERE x.symbol = p_symbol AND x.bucket >= p_lo AND x.bucket < least(p_hi, v_tail) ORDER BY x.bucket LIMIT p_n)
+                         UNION
+                         (SELECT DISTINCT i.bucket FROM lakets.rollup_invalidations i
+                           WHERE i.rollup = 'ohlcv_1min' AND i.key = p_symbol AND i.bucket >= p_lo AND i.bucket < least(p_hi, v_tail)
+                           ORDER BY i.bucket LIMIT p_n)
+                         UNION
+                         (SELECT tb FROM lakets._candle_tick_buckets(p_symbol, v_width, v_tail, p_hi, p_n, true) tb)) u
+         ORDER BY u.b LIMIT p_n;
+    ELSIF NOT p_forward THEN
+        RETURN QUERY
+        SELECT u.b FROM ((SELECT x.bucket AS b FROM public.ohlcv_1hour x
+                           WHERE x.symbol = p_symbol AND x.bucket >= p_lo AND x.bucket < least(p_hi, v_tail) ORDER BY x.bucket DESC LIMIT p_n)
+                         UNION
+                         (SELECT DISTINCT i.bucket FROM lakets.rollup_invalidations i
+                           WHERE i.rollup = 'ohlcv_1hour' AND i.key = p_symbol AND i.bucket >= p_lo AND i.bucket < least(p_hi, v_tail)
+                           ORDER BY i.bucket DESC LIMIT p_n)
+                         UNION
+                         (SELECT tb FROM lakets._candle_tick_buckets(p_symbol, v_width, v_tail, p_hi, p_n, false) tb)) u
+         ORDER BY u.b DESC LIMIT p_n;
+    ELSE
+        RETURN QUERY
+        SELECT u.b FROM ((SELECT x.bucket AS b FROM public.ohlcv_1hour x
+                           WHERE x.symbol = p_symbol AND x.bucket >= p_lo AND x.bucket < least(p_hi, v_tail) ORDER BY x.bucket LIMIT p_n)
+                         UNION
+                         (SELECT DISTINCT i.bucket FROM lakets.rollup_invalidations i
+                           WHERE i.rollup = 'ohlcv_1hour' AND i.key = p_symbol AND i.bucket >= p_lo AND i.bucket < least(p_hi, v_tail)
+                           ORDER BY i.bucket LIMIT p_n)
+                         UNION
+                         (SELECT tb FROM lakets._candle_tick_buckets(p_symbol, v_width, v_tail, p_hi, p_n, true) tb)) u
+         ORDER BY u.b LIMIT p_n;
+    END IF;
 END;
 $$;
 
