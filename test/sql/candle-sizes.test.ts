@@ -196,6 +196,39 @@ describe('paging counts bars', () => {
     }
   });
 
+  it('pages back over refreshed history (stored rows, nothing pending) and through a late tick, every bar equal to brute force', async () => {
+    const sizes: BarSize[] = [
+      { unit: 'minute', multiple: 5, zone: 'UTC' },
+      { unit: 'minute', multiple: 1, zone: 'UTC' },
+      { unit: 'hour', multiple: 4, zone: 'UTC' },
+      { unit: 'minute', multiple: 60, zone: 'UTC' },
+    ];
+    const pageAll = async (size: BarSize, limit: number): Promise<Candle[]> => {
+      const got: Candle[] = [];
+      let before: string | null = null;
+      for (let page = 0; page < 5000; page++) {
+        const bars: Candle[] = (await servedPage(ctx.db.pool, ['AAPL'], size, { before, limit })).get('AAPL')!;
+        if (bars.length === 0) return got;
+        got.unshift(...bars);
+        before = `${bars[0]!.bucket}Z`;
+      }
+      throw new Error('too many pages');
+    };
+    await cascade();
+    for (const round of ['refreshed', 'a late tick pending'] as const) {
+      for (const size of sizes) {
+        const expected = await bruteBars(ctx.db.pool, 'AAPL', size, iso(Date.UTC(2024, 0, 1)), iso(Date.now() + MS.day));
+        expect(expected.length, label(size)).toBeGreaterThan(100);
+        expectSameCandles(await pageAll(size, 50), expected, `${round}: ${label(size)}`);
+        // the newest page, the open tail included
+        const newest = (await servedPage(ctx.db.pool, ['AAPL'], size, { limit: 40 })).get('AAPL')!;
+        expectSameCandles(newest, expected.slice(-40), `${round}, newest: ${label(size)}`);
+      }
+      // a late tick into a closed minute in the middle of the history: pending until the next refresh
+      await ctx.db.query(`INSERT INTO stock_ticks (time, symbol, price, volume) VALUES ($1, 'AAPL', 4321.5, 3)`, [iso(START + Math.floor((END - START) / 2))]);
+    }
+  });
+
   it('serves a watch-list in one call, each symbol equal to its own page', async () => {
     const size: BarSize = { unit: 'hour', multiple: 4, zone: 'UTC' };
     const together = await servedPage(ctx.db.pool, SYMBOLS, size, { limit: 50 });

@@ -762,6 +762,14 @@ DECLARE
     v_ends timestamptz[];
     v_anchor timestamptz;
     v_level integer := lakets._candle_level(p_unit, p_multiple);
+    v_width interval;
+    v_rows integer;
+    v_edge timestamptz;
+    v_upper timestamptz;
+    v_open_starts timestamptz[];
+    v_open_bars integer;
+    v_closed timestamptz[];
+    v_fast boolean;
 BEGIN
     PERFORM lakets.candle_check_size(p_unit, p_multiple, p_zone);
     IF p_limit IS NULL OR p_limit < 1 THEN
@@ -801,6 +809,99 @@ BEGIN
         v_need := p_limit;
         v_lo := p_from;
         v_hi := coalesce(p_before, p_to);
+        v_open_starts := '{}';
+        v_open_bars := 0;
+
+        -- Paging back through bars of whole minute or hour rows (5 minutes, 4 hours): the bars
+        -- before the open tail are stored rows unless something is pending there, so when nothing
+        -- is, they are found and aggregated in two index range scans of the rollup instead of the
+        -- general search and composition (which stay for the open tail, for pending buckets and
+        -- for the rest).
+        IF NOT v_forward AND v_level IN (0, 1) THEN
+            v_width := CASE p_unit WHEN 'minute' THEN make_interval(mins => p_multiple) ELSE make_interval(hours => p_multiple) END;
+            v_rows := CASE WHEN v_level = 0 THEN p_multiple WHEN p_unit = 'hour' THEN p_multiple ELSE 1 END;
+            v_edge := CASE v_level WHEN 0 THEN (lakets._candle_tails()).t_min ELSE (lakets._candle_tails()).t_hour END;
+            IF v_edge > '-infinity' THEN
+                v_edge := date_bin(v_width, v_edge, '2000-01-01 00:00:00+00');
+                v_upper := CASE WHEN v_hi IS NULL THEN 'infinity' ELSE lakets.time_bucket_ceil(v_width, v_hi) END;
+                -- The bars from the one holding the tail's start on: counted now, returned last.
+                IF v_upper > v_edge THEN
+                    SELECT * INTO v_search FROM lakets._candle_search(v_symbol, p_unit, p_multiple, p_zone, false, v_edge, v_hi, v_need, false);
+                    v_open_starts := v_search.starts;
+                    IF cardinality(v_open_starts) > 0 THEN
+                        SELECT count(*)::integer INTO v_open_bars
+                          FROM lakets._candle_compose(v_symbol, v_open_starts, lakets._candle_ends(p_unit, p_multiple, p_zone, v_open_starts), v_wm, v_level);
+                        IF v_open_bars < v_need AND NOT v_search.exhausted THEN
+                            -- More open bars than were looked at, some of them empty (deleted ticks):
+                            -- the general path for the whole page.
+                            v_open_starts := '{}';
+                            v_open_bars := 0;
+                            v_edge := '-infinity';
+                        END IF;
+                    END IF;
+                END IF;
+            END IF;
+            IF v_edge > '-infinity' THEN
+                v_upper := least(v_upper, v_edge);
+                v_need := v_need - v_open_bars;
+                v_fast := true;
+                IF v_need > 0 THEN
+                    -- The newest v_need bars that have stored rows before v_upper (v_need x v_rows
+                    -- rows hold at least v_need bars; fewer rows: there are no more).
+                    IF v_level = 0 THEN
+                        v_closed := ARRAY(SELECT q.s FROM (SELECT DISTINCT date_bin(v_width, x.bucket, '2000-01-01 00:00:00+00') AS s
+                                                             FROM (SELECT x.bucket FROM public.ohlcv_1min x WHERE x.symbol = v_symbol AND x.bucket < v_upper
+                                                                    ORDER BY x.bucket DESC LIMIT v_need * v_rows) x
+                                                            ORDER BY 1 DESC LIMIT v_need) q ORDER BY q.s);
+                    ELSE
+                        v_closed := ARRAY(SELECT q.s FROM (SELECT DISTINCT date_bin(v_width, x.bucket, '2000-01-01 00:00:00+00') AS s
+                                                             FROM (SELECT x.bucket FROM public.ohlcv_1hour x WHERE x.symbol = v_symbol AND x.bucket < v_upper
+                                                                    ORDER BY x.bucket DESC LIMIT v_need * v_rows) x
+                                                            ORDER BY 1 DESC LIMIT v_need) q ORDER BY q.s);
+                    END IF;
+                    -- Anything pending there (late ticks, corrections, deleted ticks; below the page
+                    -- too when the page is short: a pending bucket may be a bar without a stored row)
+                    -- takes the general path.
+                    v_fast := NOT EXISTS (
+                        SELECT 1 FROM lakets.rollup_invalidations l
+                         WHERE l.key = v_symbol AND l.bucket < v_upper
+                           AND l.rollup = ANY (CASE WHEN v_level = 0 THEN ARRAY['ohlcv_1min'] ELSE ARRAY['ohlcv_1min', 'ohlcv_1hour'] END)
+                           AND (cardinality(v_closed) < v_need OR l.bucket >= v_closed[1]));
+                    IF v_fast AND cardinality(v_closed) > 0 THEN
+                        IF v_level = 0 THEN
+                            RETURN QUERY
+                            SELECT v_symbol, date_bin(v_width, x.bucket, '2000-01-01 00:00:00+00'),
+                                   (min(ARRAY[date_part('epoch', x.bucket), x.open]))[2], max(x.high), min(x.low),
+                                   (max(ARRAY[date_part('epoch', x.bucket), x.close]))[2], sum(x.volume), sum(x.tick_count)::bigint,
+                                   coalesce(date_bin(v_width, x.bucket, '2000-01-01 00:00:00+00') + v_width <= v_wm, false), false
+                              FROM public.ohlcv_1min x
+                             WHERE x.symbol = v_symbol AND x.bucket >= v_closed[1] AND x.bucket < v_upper
+                             GROUP BY 2 ORDER BY 2;
+                        ELSE
+                            RETURN QUERY
+                            SELECT v_symbol, date_bin(v_width, x.bucket, '2000-01-01 00:00:00+00'),
+                                   (min(ARRAY[date_part('epoch', x.bucket), x.open]))[2], max(x.high), min(x.low),
+                                   (max(ARRAY[date_part('epoch', x.bucket), x.close]))[2], sum(x.volume), sum(x.tick_count)::bigint,
+                                   coalesce(date_bin(v_width, x.bucket, '2000-01-01 00:00:00+00') + v_width <= v_wm, false), false
+                              FROM public.ohlcv_1hour x
+                             WHERE x.symbol = v_symbol AND x.bucket >= v_closed[1] AND x.bucket < v_upper
+                             GROUP BY 2 ORDER BY 2;
+                        END IF;
+                    END IF;
+                END IF;
+                IF v_fast THEN
+                    IF cardinality(v_open_starts) > 0 THEN
+                        RETURN QUERY
+                        SELECT v_symbol, c.bucket, c.open, c.high, c.low, c.close, c.volume, c.tick_count, c.final, false
+                          FROM lakets._candle_compose(v_symbol, v_open_starts, lakets._candle_ends(p_unit, p_multiple, p_zone, v_open_starts),
+                                                      v_wm, v_level) c;
+                    END IF;
+                    CONTINUE;
+                END IF;
+                -- Pending buckets below the open tail: the general search for the rest, then the open bars.
+                v_hi := v_upper;
+            END IF;
+        END IF;
         -- A bucket that only looked as if it held ticks (its ticks deleted, not yet refreshed) gives
         -- no bar: the search goes on past it, checking every pending bucket from then on.
         FOR round IN 1 .. 4 LOOP
@@ -820,6 +921,12 @@ BEGIN
                 v_hi := v_search.starts[1];
             END IF;
         END LOOP;
+        IF cardinality(v_open_starts) > 0 THEN
+            RETURN QUERY
+            SELECT v_symbol, c.bucket, c.open, c.high, c.low, c.close, c.volume, c.tick_count, c.final, false
+              FROM lakets._candle_compose(v_symbol, v_open_starts, lakets._candle_ends(p_unit, p_multiple, p_zone, v_open_starts),
+                                          v_wm, v_level) c;
+        END IF;
     END LOOP;
 END;
 $$;
