@@ -15,17 +15,46 @@ const BENCHES: Record<string, (args: Map<string, string>) => Promise<Record<stri
       symbols: Number(args.get('symbols') ?? 10),
       triggerSet: (args.get('triggers') ?? 'foundation') as 'foundation' | 'rollups' | 'all',
     }),
-  candles: async (args) =>
-    (await import('./candles.ts')).benchCandles({
-      symbols: Number(args.get('symbols') ?? 10),
-      batchSize: Number(args.get('batch') ?? 10_000),
-      readRounds: Number(args.get('rounds') ?? 30),
-      candlesPerRound: 5,
-      refreshRounds: 6,
-      rebuildRounds: 2,
-      ingestRows: Number(args.get('rows') ?? 400_000),
-      ingestSeconds: Number(args.get('seconds') ?? 4),
-    }),
+  // --parts day,sizes,live (default: all): the day's reads, refresh and ingest ratio; 500 five-minute
+  // and four-hour bars (--size-days, --size-rate); 500 minute bars under live ingest (--live-hours).
+  candles: async (args) => {
+    const parts = new Set((args.get('parts') ?? 'day,sizes,live').split(','));
+    const scenarios = await import('./candle-scenarios.ts');
+    const report: Record<string, unknown> = {};
+    if (parts.has('day')) {
+      Object.assign(
+        report,
+        await (await import('./candles.ts')).benchCandles({
+          symbols: Number(args.get('symbols') ?? 10),
+          batchSize: Number(args.get('batch') ?? 10_000),
+          readRounds: Number(args.get('rounds') ?? 30),
+          candlesPerRound: 5,
+          refreshRounds: 6,
+          rebuildRounds: 2,
+          ingestRows: Number(args.get('rows') ?? 400_000),
+          ingestSeconds: Number(args.get('seconds') ?? 4),
+        }),
+      );
+    }
+    if (parts.has('sizes')) {
+      report.sizes = await scenarios.benchCandleSizes({
+        days: Number(args.get('size-days') ?? 84),
+        ticksPerSecond: Number(args.get('size-rate') ?? 1),
+        rounds: Number(args.get('rounds') ?? 30),
+        servedPerRound: 5,
+      });
+    }
+    if (parts.has('live')) {
+      report.live = await scenarios.benchCandlesLive({
+        historyHours: Number(args.get('live-hours') ?? 9),
+        historyTicksPerSecond: Number(args.get('live-rate') ?? 10),
+        rounds: Number(args.get('rounds') ?? 30),
+        servedPerRound: 5,
+        refreshSeconds: 10,
+      });
+    }
+    return report;
+  },
   abuse: async (args) =>
     (await import('./abuse.ts')).benchAbuse({
       clients: Number(args.get('clients') ?? 20),

@@ -6,6 +6,7 @@ import { builder } from './builder.ts';
 export const PriceRef = builder.objectRef<Price>('Price').implement({
   description: 'The latest tick of a symbol, from the last value cache.',
   fields: (t) => ({
+    id: t.id({ description: 'A stable key for normalised caches: one per symbol, the same in every query and update.', resolve: (p) => `Price:${p.symbol}` }),
     symbol: t.exposeString('symbol'),
     price: t.exposeFloat('price'),
     volume: t.exposeFloat('volume'),

@@ -1,4 +1,4 @@
-import { DEFAULT_TICK_LIMIT, isoToMicros, MAX_TICK_LIMIT, MAX_TICK_WINDOW_DAYS, type RawTick } from '../services/ticks.ts';
+import { DEFAULT_TICK_LIMIT, encodeTickCursor, isoToMicros, MAX_TICK_LIMIT, MAX_TICK_WINDOW_DAYS, type RawTick } from '../services/ticks.ts';
 import { builder } from './builder.ts';
 
 const TickSource = builder.enumType('TickSource', {
@@ -9,9 +9,22 @@ const TickSource = builder.enumType('TickSource', {
   } as const,
 });
 
+const TickOrder = builder.enumType('TickOrder', {
+  description: 'The order of a page of ticks, by (time, tickId).',
+  values: {
+    NEWEST_FIRST: { value: 'newest_first' },
+    OLDEST_FIRST: { value: 'oldest_first' },
+  } as const,
+});
+
 const TickRef = builder.objectRef<RawTick>('Tick').implement({
   description: 'One raw tick.',
   fields: (t) => ({
+    id: t.id({ description: 'A stable key for normalised caches (the tick id).', resolve: (k) => `Tick:${k.tickId}` }),
+    cursor: t.string({
+      description: 'Where this tick stands in (time, tickId) order, opaque: pass the last tick\'s as `after` for the next page.',
+      resolve: (k) => encodeTickCursor(k),
+    }),
     symbol: t.exposeString('symbol'),
     time: t.field({ type: 'DateTime', description: 'Event time (milliseconds; see epochMicros for full precision).', resolve: (k) => new Date(Date.parse(k.time)) }),
     epochMicros: t.float({ description: 'Event time in microseconds since the Unix epoch (exact).', resolve: (k) => isoToMicros(k.time) }),
@@ -25,12 +38,19 @@ const TickRef = builder.objectRef<RawTick>('Tick').implement({
 builder.queryField('ticks', (t) =>
   t.field({
     type: [TickRef],
-    description: `Raw ticks of a symbol in [from, to), ascending by (time, tickId), across both tiers: resident chunks from Postgres, dropped ones from the Delta Lake table, so history stays queryable after retention. At most ${MAX_TICK_LIMIT} ticks (limit) and ${MAX_TICK_WINDOW_DAYS} days per request; defaults: the last hour, 1000 ticks.`,
+    description: [
+      'Raw ticks of a symbol across both tiers (resident chunks from Postgres, dropped ones from the Delta Lake table, so history stays queryable after retention),',
+      'ordered by (time, tickId). With from/to: [from, to), oldest first unless `order` says otherwise. Without them: newest first, over the 31 days before now',
+      '(or before the cursor). `after`: the cursor of the last tick of the previous page; the page continues after it in the same order.',
+      `At most ${MAX_TICK_LIMIT} ticks (limit, default ${DEFAULT_TICK_LIMIT}) and ${MAX_TICK_WINDOW_DAYS} days per request.`,
+    ].join(' '),
     args: {
       symbol: t.arg.string({ required: true }),
       from: t.arg({ type: 'DateTime', required: false }),
       to: t.arg({ type: 'DateTime', required: false }),
       limit: t.arg.int({ required: false, defaultValue: DEFAULT_TICK_LIMIT }),
+      order: t.arg({ type: TickOrder, required: false, description: 'Default: OLDEST_FIRST with from/to, NEWEST_FIRST without.' }),
+      after: t.arg.string({ required: false, description: 'A tick cursor: continue after that tick.' }),
     },
     // Every tick it can return is read (from Postgres, or the lake for dropped chunks) and then
     // returned with the fields selected on it.
@@ -39,6 +59,9 @@ builder.queryField('ticks', (t) =>
       return { field: limit, multiplier: limit };
     },
     resolve: (_root, args, ctx) =>
-      ctx.services.ticks.read({ symbol: args.symbol, from: args.from, to: args.to, limit: args.limit ?? DEFAULT_TICK_LIMIT }, ctx.signal),
+      ctx.services.ticks.read(
+        { symbol: args.symbol, from: args.from, to: args.to, limit: args.limit ?? DEFAULT_TICK_LIMIT, order: args.order, after: args.after },
+        ctx.signal,
+      ),
   }),
 );

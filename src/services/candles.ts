@@ -1,17 +1,27 @@
 import { sql, type AbortableQueryOptions } from 'kysely';
 import { cancelledBy, type Db } from '../db/pool.ts';
-import type { AssetCatalog } from './assets.ts';
-import { BUCKET_MS, bucketStart, type Granularity } from './granularity.ts';
+import { MAX_SYMBOLS_PER_REQUEST, type AssetCatalog } from './assets.ts';
+import { checkMultiple, isCalendar, nominalBarMs, sizeKey, UTC, type BarSize, type Granularity } from './granularity.ts';
 import { InputError } from './input-error.ts';
 import type { LatestQueue } from './latest-queue.ts';
+import type { TimeZones } from './time-zones.ts';
 
 export const DEFAULT_CANDLE_LIMIT = 500;
+/** Bars of one symbol per request. */
 export const MAX_CANDLE_LIMIT = 5000;
-/** The widest window one request may span, in buckets of its granularity. */
+/** The widest from/to window one request may name, in bars of its size. */
 export const MAX_WINDOW_BUCKETS = 10_000;
+/** Symbols of one candleSeries request. */
+export const MAX_SERIES_SYMBOLS = MAX_SYMBOLS_PER_REQUEST;
+/** Bars of one candleSeries request, over all its symbols (symbols × limit). */
+export const MAX_SERIES_BARS = MAX_CANDLE_LIMIT;
+/** GraphQL's Int is 32 bits: a bar of more ticks than this (a year at 100 ticks/s) reports this many. */
+export const MAX_TICK_COUNT = 2_147_483_647;
 
 export interface Candle {
   symbol: string;
+  size: BarSize;
+  /** Start of the bar. */
   bucket: Date;
   open: number;
   high: number;
@@ -19,12 +29,15 @@ export interface Candle {
   close: number;
   volume: number;
   tickCount: number;
+  /** Closed at the last refresh and nothing pending for it. */
   final: boolean;
-  filled?: boolean;
+  /** An empty bucket filled with the previous close (fill: PREVIOUS). */
+  filled: boolean;
 }
 
-/** A row of lakets.candles / candles_filled as node-pg returns it. */
+/** A row of lakets.candle_page / candle_bars_at as node-pg returns it. */
 export interface CandleRow {
+  symbol: string;
   bucket: Date;
   open: number;
   high: number;
@@ -36,106 +49,101 @@ export interface CandleRow {
   filled?: boolean;
 }
 
-function toCandle(symbol: string, r: CandleRow): Candle {
+/** The size arguments of a request, as the client wrote them. */
+export interface SizeArgs {
+  granularity: Granularity;
+  multiple: number;
+  timeZone: string;
+}
+
+/** Which bars of each symbol (documented on Query.candles). */
+export interface CandlePage {
+  from?: Date | null;
+  to?: Date | null;
+  before?: Date | null;
+  limit: number;
+  fill: boolean;
+}
+
+/** A stable key of a bar for normalised client caches: the same bar has the same id in every query and update. */
+export function candleId(c: Pick<Candle, 'symbol' | 'size' | 'bucket'>): string {
+  return `Candle:${c.symbol}:${sizeKey(c.size)}:${c.bucket.toISOString()}`;
+}
+
+function toCandle(size: BarSize, r: CandleRow): Candle {
   return {
-    symbol,
+    symbol: r.symbol,
+    size,
     bucket: r.bucket,
     open: r.open,
     high: r.high,
     low: r.low,
     close: r.close,
     volume: r.volume,
-    tickCount: Number(r.tick_count),
+    tickCount: Math.min(Number(r.tick_count), MAX_TICK_COUNT),
     final: r.final,
-    ...(r.filled === undefined ? {} : { filled: r.filled }),
+    filled: r.filled ?? false,
   };
 }
 
-/** Always-current candles of [from, to) by bucket start (lakets.candles / candles_filled). */
-export async function readCandles(
-  db: Db,
-  symbol: string,
-  granularity: Granularity,
-  from: Date,
-  to: Date,
-  fill = false,
-  options?: AbortableQueryOptions & { limit?: number; keep?: 'first' | 'last' },
-): Promise<Candle[]> {
-  const source = fill
-    ? sql`lakets.candles_filled(${symbol}, ${granularity}, ${from}, ${to})`
-    : sql`lakets.candles(${symbol}, ${granularity}, ${from}, ${to})`;
-  // With a limit, only the bars kept cross the wire: a window of 10,000 buckets asked for one bar
-  // must not make this process parse 10,000 rows.
-  const query =
-    options?.limit === undefined
-      ? sql<CandleRow>`SELECT * FROM ${source} AS c`
-      : options.keep === 'first'
-        ? sql<CandleRow>`SELECT * FROM ${source} AS c ORDER BY c.bucket LIMIT ${options.limit}`
-        : sql<CandleRow>`SELECT * FROM (SELECT * FROM ${source} AS c ORDER BY c.bucket DESC LIMIT ${options.limit}) AS l ORDER BY l.bucket`;
-  const { rows } = await query.execute(db, options);
-  return rows.map((r) => toCandle(symbol, r));
-}
-
-export interface CandleWindow {
-  from: Date;
-  to: Date;
-  /** Which end of the window to keep when it holds more than `limit` bars. */
-  keep: 'first' | 'last';
-}
-
-export interface CandleRange {
-  from?: Date | null;
-  to?: Date | null;
-  before?: Date | null;
-  limit: number;
-}
-
-/** Resolves from/to/before/limit into one bounded window (documented on Query.candles). */
-export function candleWindow(granularity: Granularity, args: CandleRange, now = Date.now()): CandleWindow {
-  const w = BUCKET_MS[granularity];
-  if (!Number.isInteger(args.limit) || args.limit < 1 || args.limit > MAX_CANDLE_LIMIT) {
-    throw new InputError(`limit must be between 1 and ${MAX_CANDLE_LIMIT}`, { argument: 'limit' });
+/** Refuses a page the API does not serve: limit out of bounds, before with from/to, an inverted or oversize window. */
+export function checkPage(size: Pick<SizeArgs, 'granularity' | 'multiple'>, page: CandlePage, limitArgument = 'limit'): void {
+  if (!Number.isInteger(page.limit) || page.limit < 1 || page.limit > MAX_CANDLE_LIMIT) {
+    throw new InputError(`limit must be between 1 and ${MAX_CANDLE_LIMIT}`, { argument: limitArgument });
   }
-  let from: number;
-  let to: number;
-  let keep: CandleWindow['keep'] = 'last';
-  if (args.before) {
-    if (args.from || args.to) throw new InputError('before cannot be combined with from or to', { argument: 'before' });
-    to = bucketStart(granularity, args.before.getTime()); // buckets that end at or before `before`
-    from = to - args.limit * w;
-  } else {
-    const openBarEnd = bucketStart(granularity, now) + w; // default end: up to and including the open bar
-    if (args.from) {
-      from = args.from.getTime();
-      // Paging forward from `from`: the first `limit` buckets, up to `to` or the open bar.
-      to = args.to ? args.to.getTime() : Math.max(from, Math.min(openBarEnd, bucketStart(granularity, from) + args.limit * w));
-      keep = 'first';
-    } else {
-      to = args.to ? args.to.getTime() : openBarEnd;
-      from = bucketStart(granularity, to - 1) - (args.limit - 1) * w;
+  if (page.before && (page.from || page.to)) throw new InputError('before cannot be combined with from or to', { argument: 'before' });
+  if (page.from && page.to) {
+    if (page.from > page.to) throw new InputError('from must not be after to', { argument: 'from' });
+    const bars = (page.to.getTime() - page.from.getTime()) / nominalBarMs(size.granularity, size.multiple);
+    if (bars > MAX_WINDOW_BUCKETS) {
+      throw new InputError(`the window spans more than ${MAX_WINDOW_BUCKETS} ${size.granularity} buckets; narrow from/to`, { argument: 'to' });
     }
   }
-  if (from > to) throw new InputError('from must not be after to', { argument: 'from' });
-  if ((to - from) / w > MAX_WINDOW_BUCKETS) {
-    throw new InputError(`the window spans more than ${MAX_WINDOW_BUCKETS} ${granularity} buckets; narrow from/to`, { argument: 'to' });
-  }
-  return { from: new Date(from), to: new Date(to), keep };
 }
 
-/** The buckets a candles request's window spans (what the database aggregates or reads); its limit when the window is invalid. */
-export function candleWindowBuckets(granularity: Granularity, args: CandleRange): number {
-  try {
-    const w = candleWindow(granularity, args);
-    return Math.max(1, Math.ceil((w.to.getTime() - w.from.getTime()) / BUCKET_MS[granularity]));
-  } catch {
-    // an invalid window is refused before any query; it is priced by its limit
-    return args.limit;
-  }
+/**
+ * Pages of bars of each symbol, in one statement (lakets.candle_page): by symbol, ascending. Only
+ * the bars kept cross the wire.
+ */
+export async function readPages(
+  db: Db,
+  symbols: readonly string[],
+  size: BarSize,
+  page: CandlePage,
+  options?: AbortableQueryOptions,
+): Promise<Map<string, Candle[]>> {
+  const { rows } = await sql<CandleRow>`
+    SELECT * FROM lakets.candle_page(${[...symbols]}::text[], ${size.granularity}, ${size.multiple}::integer, ${size.timeZone},
+                                     ${page.from ?? null}::timestamptz, ${page.to ?? null}::timestamptz,
+                                     ${page.before ?? null}::timestamptz, ${page.limit}::integer, ${page.fill})`.execute(db, options);
+  const pages = new Map<string, Candle[]>(symbols.map((s) => [s, []]));
+  for (const r of rows) pages.get(r.symbol)?.push(toCandle(size, r));
+  for (const bars of pages.values()) bars.sort((a, b) => a.bucket.getTime() - b.bucket.getTime());
+  return pages;
 }
 
-/** Live bars of a symbol and granularity (the CandleFeed). */
+/** The bars of this size containing the given instants, per symbol (lakets.candle_bars_at): the live feed's read. */
+export async function readBarsAt(
+  db: Db,
+  size: BarSize,
+  instants: ReadonlyArray<readonly [symbol: string, at: Date]>,
+  options?: AbortableQueryOptions,
+): Promise<Candle[]> {
+  if (instants.length === 0) return [];
+  const { rows } = await sql<CandleRow>`
+    SELECT * FROM lakets.candle_bars_at(${instants.map(([s]) => s)}::text[], ${instants.map(([, t]) => t)}::timestamptz[],
+                                        ${size.granularity}, ${size.multiple}::integer, ${size.timeZone})`.execute(db, options);
+  return rows.map((r) => toCandle(size, r));
+}
+
+/** Live bars of one size for a symbol (the CandleFeed). */
 export interface CandleSubscriptions {
-  subscribe(symbol: string, granularity: Granularity): LatestQueue<Candle>;
+  subscribe(symbol: string, size: BarSize): LatestQueue<Candle>;
+}
+
+export interface CandleSeries {
+  symbol: string;
+  candles: Candle[];
 }
 
 /** Candles of the known symbols: bounded reads on the bulk connections, and their subscriptions. */
@@ -143,25 +151,43 @@ export class CandleService {
   constructor(
     private readonly bulkDb: Db,
     private readonly assets: AssetCatalog,
+    private readonly zones: TimeZones,
     private readonly feed: CandleSubscriptions,
   ) {}
 
-  async read(
-    request: CandleRange & { symbol: string; granularity: Granularity; fill: boolean },
-    signal?: AbortSignal,
-  ): Promise<Candle[]> {
-    const symbol = await this.assets.requireSymbol(request.symbol);
-    const window = candleWindow(request.granularity, request);
-    if (window.from.getTime() === window.to.getTime()) return [];
-    return readCandles(this.bulkDb, symbol, request.granularity, window.from, window.to, request.fill, {
-      ...cancelledBy(signal),
-      limit: request.limit,
-      keep: window.keep,
-    });
+  /** Validates and normalises size arguments: an allowed multiple, a known zone (ignored, "UTC", for MINUTE and HOUR). */
+  async size(args: SizeArgs): Promise<BarSize> {
+    checkMultiple(args.granularity, args.multiple);
+    const timeZone = await this.zones.canonical(args.timeZone);
+    return { granularity: args.granularity, multiple: args.multiple, timeZone: isCalendar(args.granularity) ? timeZone : UTC };
   }
 
-  /** The current bar at once, then every change of a bar of this symbol and granularity. */
-  async subscribe(symbol: string, granularity: Granularity): Promise<LatestQueue<Candle>> {
-    return this.feed.subscribe(await this.assets.requireSymbol(symbol), granularity);
+  /** A page of bars of one symbol. */
+  async read(request: SizeArgs & CandlePage & { symbol: string }, signal?: AbortSignal): Promise<Candle[]> {
+    const symbol = await this.assets.requireSymbol(request.symbol);
+    const size = await this.size(request);
+    checkPage(size, request);
+    return (await readPages(this.bulkDb, [symbol], size, request, cancelledBy(signal))).get(symbol)!;
+  }
+
+  /** A page of bars of each symbol of a watch-list, in one round trip. */
+  async readSeries(request: SizeArgs & CandlePage & { symbols: readonly string[] }, signal?: AbortSignal): Promise<CandleSeries[]> {
+    if (request.symbols.length > MAX_SERIES_SYMBOLS) {
+      throw new InputError(`too many symbols: ${request.symbols.length} given, at most ${MAX_SERIES_SYMBOLS} per request`, { argument: 'symbols' });
+    }
+    const symbols = await this.assets.requireSymbols(request.symbols);
+    const size = await this.size(request);
+    checkPage(size, request);
+    if (symbols.length * request.limit > MAX_SERIES_BARS) {
+      throw new InputError(`symbols × limit is ${symbols.length * request.limit}: at most ${MAX_SERIES_BARS} bars per request`, { argument: 'limit' });
+    }
+    const pages = await readPages(this.bulkDb, symbols, size, request, cancelledBy(signal));
+    return symbols.map((symbol) => ({ symbol, candles: pages.get(symbol)! }));
+  }
+
+  /** The current bar at once, then every change of a bar of this symbol and size. */
+  async subscribe(symbol: string, args: SizeArgs): Promise<LatestQueue<Candle>> {
+    const known = await this.assets.requireSymbol(symbol);
+    return this.feed.subscribe(known, await this.size(args));
   }
 }

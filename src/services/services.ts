@@ -8,6 +8,7 @@ import { PartitionCatalog } from './partitions.ts';
 import { PipelineFeed } from './pipeline.ts';
 import { PriceFeed } from './prices.ts';
 import { TickHistory, type TickLake } from './ticks.ts';
+import { TimeZones } from './time-zones.ts';
 import { readWatermarks, type Watermark } from './watermarks.ts';
 
 /**
@@ -46,7 +47,7 @@ export function createServices({ db, bulkDb, hub, lake, logger }: ServiceDepende
   return {
     assets,
     prices,
-    candles: new CandleService(bulkDb, assets, candleFeed),
+    candles: new CandleService(bulkDb, assets, new TimeZones(db), candleFeed),
     watermarks: { read: (signal) => readWatermarks(bulkDb, signal) },
     ticks: new TickHistory(bulkDb, assets, lake),
     partitions: new PartitionCatalog(bulkDb),

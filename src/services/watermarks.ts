@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
 import { cancelledBy, type Db } from '../db/pool.ts';
-import type { Granularity } from './granularity.ts';
+import type { RollupGranularity } from './granularity.ts';
 
 /** Progress of one rollup: buckets before its watermark are materialised unless an invalidation is pending. */
 export interface Watermark {
   rollup: string;
-  granularity: Granularity | null;
+  granularity: RollupGranularity | null;
   watermark: Date | null;
   pendingInvalidations: number;
   lastRefreshAt: Date | null;
@@ -21,7 +21,7 @@ export interface WatermarkSource {
   lastRefreshMs: number | null;
 }
 
-const GRANULARITY_OF_ROLLUP: Record<string, Granularity> = { ohlcv_1min: 'minute', ohlcv_1hour: 'hour', ohlcv_1day: 'day' };
+const GRANULARITY_OF_ROLLUP: Record<string, RollupGranularity> = { ohlcv_1min: 'minute', ohlcv_1hour: 'hour', ohlcv_1day: 'day' };
 
 /** A rollup's Watermark, whichever read it came from. */
 export function watermarkOf(r: WatermarkSource): Watermark {

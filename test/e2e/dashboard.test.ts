@@ -54,7 +54,7 @@ interface Snapshot {
   prices: Record<string, string>;
   strip: { available?: string; active?: string; tiered?: string; dropped?: string };
   jobs: string[];
-  chart: { state?: string; bars?: string; updates?: string; visible?: string; granularity?: string };
+  chart: { state?: string; bars?: string; updates?: string; visible?: string; size?: string; zone?: string; pages?: string; exhausted?: string; oldest?: string };
   bannerVisible: boolean;
   bannerText: string;
 }
@@ -163,7 +163,12 @@ async function snapshot(): Promise<Snapshot> {
         bars: chart.bars,
         updates: chart.updates,
         visible: chart.visible,
-        granularity: document.querySelector<HTMLElement>('[data-granularity][aria-pressed="true"]')?.dataset.granularity,
+        // the size the page shows as chosen, once the chart has loaded it
+        size: chart.size === document.querySelector<HTMLElement>('[data-size][aria-pressed="true"]')?.dataset.size ? chart.size : undefined,
+        zone: chart.zone,
+        pages: chart.pages,
+        exhausted: chart.exhausted,
+        oldest: chart.oldest,
       },
       bannerVisible: Boolean(banner && !banner.hidden && banner.getBoundingClientRect().height > 0),
       bannerText: banner?.textContent ?? '',
@@ -336,19 +341,19 @@ describe('the live dashboard in a real browser', () => {
   }, 120_000);
 
   it('charts the backfilled day: many minute bars, and a day of hour bars spread over the width', async () => {
-    const chart = () => ({ g: last?.chart.granularity, bars: Number(last?.chart.bars), visible: Number(last?.chart.visible) });
+    const chart = () => ({ g: { '1m': 'MINUTE', '1h': 'HOUR', '1D': 'DAY' }[last?.chart.size ?? ''], bars: Number(last?.chart.bars), visible: Number(last?.chart.visible) });
     // Minute bars: the 500 the chart asks for, more than fit, the newest at the right edge.
     await until('many minute bars', () => chart().g === 'MINUTE' && chart().bars >= 400, 30_000);
     await until('the minute chart to lay out', () => chart().visible > 50 && chart().visible < chart().bars, 10_000);
     // Hour bars: the whole day, all of them on screen (not a few crammed against the right edge).
-    await page.click('[data-granularity="HOUR"]');
+    await page.click('[data-size="1h"]');
     await until('a day of hour bars, all visible', () => chart().g === 'HOUR' && chart().bars > 20 && chart().bars <= 30 && chart().visible === chart().bars, 30_000);
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-hour-bars.png') });
     // Day bars: two or three, centred at a sensible width.
-    await page.click('[data-granularity="DAY"]');
+    await page.click('[data-size="1D"]');
     await until('the day bars, all visible', () => chart().g === 'DAY' && chart().bars >= 2 && chart().bars <= 3 && chart().visible === chart().bars, 30_000);
-    await page.click('[data-granularity="MINUTE"]');
+    await page.click('[data-size="1m"]');
     await until('the minute chart again', () => chart().g === 'MINUTE' && chart().bars >= 400 && chart().visible > 50 && chart().visible < chart().bars, 30_000);
     timings.chartBars = { minuteVisible: chart().visible };
     expect(pageErrors).toEqual([]);
@@ -395,6 +400,60 @@ describe('the live dashboard in a real browser', () => {
     expect.soft(moved.candles, `the candle chart updates live (candles + candleUpdated): ${why.candles}`).toBeDefined();
     expect(pageErrors).toEqual([]);
   }, LIFECYCLE_DEADLINE_MS + 60_000);
+
+  it('switches bar sizes and time zones, every size live', async () => {
+    const chart = () => ({ ...last?.chart, bars: Number(last?.chart.bars), updates: Number(last?.chart.updates) });
+    // The backfilled day and the minutes since: all of them on one page (fewer than the 500 asked
+    // for, so the chart knows there is nothing older), and live: the open bar changes as ticks stream.
+    const sizes: Array<[size: string, minBars: number, maxBars: number]> = [
+      ['5m', 280, 330],
+      ['15m', 93, 112],
+      ['4h', 6, 9],
+    ];
+    for (const [size, minBars, maxBars] of sizes) {
+      await page.click(`[data-size="${size}"]`);
+      await until(`the ${size} bars`, () => chart().size === size && chart().bars >= minBars && chart().bars <= maxBars && chart().exhausted === 'true', 30_000);
+      await until(`the ${size} bars updated live`, () => chart().size === size && chart().updates >= 2, 30_000);
+    }
+    // Days and weeks in New York start at its midnight (04:00 or 05:00 UTC).
+    await page.selectOption('#zone', 'America/New_York');
+    await page.click('[data-size="1D"]');
+    await until('New York day bars', () => chart().size === '1D' && chart().zone === 'America/New_York' && chart().bars >= 2 && chart().bars <= 3 && chart().oldest !== undefined, 30_000);
+    expect([4, 5]).toContain(new Date(chart().oldest!).getUTCHours());
+    await until('the New York day bar updated live', () => chart().size === '1D' && chart().updates >= 2, 30_000);
+    await page.click('[data-size="1W"]');
+    await until('a New York week bar', () => chart().size === '1W' && chart().bars >= 1 && chart().bars <= 2 && chart().oldest !== undefined, 30_000);
+    expect([4, 5]).toContain(new Date(chart().oldest!).getUTCHours());
+    expect(new Date(chart().oldest!).getUTCDay()).toBe(1); // Monday
+    await page.selectOption('#zone', 'UTC');
+    await until('UTC week bars', () => chart().zone === 'UTC' && chart().bars >= 1 && chart().oldest !== undefined && new Date(chart().oldest!).getUTCHours() === 0, 30_000);
+    expect(pageErrors).toEqual([]);
+  }, 180_000);
+
+  it('loads older minute bars when the chart is dragged to the left edge, page by page with before', async () => {
+    const chart = () => ({ ...last?.chart, bars: Number(last?.chart.bars), pages: Number(last?.chart.pages) });
+    await page.selectOption('#zone', 'UTC');
+    await page.click('[data-size="1m"]');
+    await until('the newest 500 minute bars', () => chart().size === '1m' && chart().zone === 'UTC' && chart().pages === 1 && chart().bars >= 500, 30_000);
+    expect(chart().exhausted).toBe('false');
+    const firstOldest = Date.parse(chart().oldest!);
+    // Drag the chart to the right (towards older bars) as a user would, until the next page came.
+    const box = (await page.locator('#chart').boundingBox())!;
+    const y = box.y + box.height / 2;
+    for (let drag = 0; drag < 12 && chart().pages < 2; drag++) {
+      await page.mouse.move(box.x + 60, y);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width - 120, y, { steps: 12 });
+      await page.mouse.up();
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await until('a second page of older bars', () => chart().pages >= 2 && chart().bars >= 900, 20_000);
+    // The older page ends right before the first one began: no gap, no overlap (a bar per minute).
+    const oldest = Date.parse(chart().oldest!);
+    expect(oldest).toBeLessThan(firstOldest);
+    expect((firstOldest - oldest) / 60_000).toBeGreaterThanOrEqual(400);
+    expect(pageErrors).toEqual([]);
+  }, 120_000);
 
   it('shows "reconnecting…" when the server goes away and recovers when it is back', async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });

@@ -249,9 +249,10 @@ describe('npm start on a new database', { timeout: 420_000 }, () => {
   }
 
   /** Ticks per hour bucket of AAPL before `before`, from the hour rollup and the live tail. */
-  async function hourTicks(base: string, before: Date): Promise<Array<[number, number]>> {
+  /** The hour bars that ended by `at` (before = the start of its hour: bars that start before it). */
+  async function hourTicks(base: string, at: Date): Promise<Array<[number, number]>> {
     const res = await gql(base, `query($before: DateTime) { candles(symbol: "AAPL", granularity: HOUR, before: $before, limit: 48) { time tickCount } }`, {
-      before: before.toISOString(),
+      before: new Date(Math.floor(at.getTime() / 3_600_000) * 3_600_000).toISOString(),
     });
     expect(res.errors).toBeUndefined();
     return res.data.candles.map((c: { time: number; tickCount: number }) => [c.time, c.tickCount]);

@@ -14,7 +14,7 @@ import { fmtAge, fmtClock, fmtInterval } from './format.js';
 const $ = (id) => document.getElementById(id);
 
 const INTROSPECT = `query Capabilities {
-  __schema { queryType { fields { name } } subscriptionType { fields { name } } }
+  __schema { queryType { fields { name args { name } } } subscriptionType { fields { name } } }
   pipeline: __type(name: "Pipeline") { fields { name args { name } } }
   partitionCounts: __type(name: "PartitionCounts") { fields { name } }
   jobStatus: __type(name: "JobStatus") { fields { name } }
@@ -64,12 +64,25 @@ const strip = new LifecycleStrip({ strip: $('strip'), legend: $('strip-legend'),
 const jobs = new JobsPanel($('jobs-body'));
 const chart = new CandleChart({ container: $('chart'), legend: $('chart-legend'), overlay: $('chart-overlay'), status: $('chart-status') });
 const symbolSelect = $('symbol');
-const granButtons = [...document.querySelectorAll('[data-granularity]')];
+const zoneSelect = $('zone');
+const sizeButtons = [...document.querySelectorAll('[data-size]')];
+const sizeOf = (button) => ({ key: button.dataset.size, granularity: button.dataset.granularity, multiple: Number(button.dataset.multiple) });
+const sizeByKey = (key) => sizeOf(sizeButtons.find((b) => b.dataset.size === key) ?? sizeButtons[0]);
+
+// Zones offered: UTC, the exchanges' and a half-hour one (days there cannot be built from hours),
+// and the browser's own.
+const ZONES = ['UTC', 'America/New_York', 'America/Chicago', 'Europe/London', 'Europe/Berlin', 'Asia/Kolkata', 'Asia/Tokyo', 'Australia/Sydney'];
+const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+for (const zone of ZONES.includes(browserZone) || !browserZone ? ZONES : [...ZONES, browserZone]) {
+  zoneSelect.append(new Option(zone === browserZone ? `${zone} (local)` : zone, zone));
+}
 
 const prefs = {
   symbol: new URLSearchParams(location.search).get('symbol') ?? localStorage.getItem('lakets.symbol'),
-  granularity: localStorage.getItem('lakets.granularity') ?? 'MINUTE',
+  size: sizeByKey(localStorage.getItem('lakets.size') ?? '1m'),
+  timeZone: ZONES.includes(localStorage.getItem('lakets.timeZone')) || localStorage.getItem('lakets.timeZone') === browserZone ? localStorage.getItem('lakets.timeZone') : 'UTC',
 };
+zoneSelect.value = prefs.timeZone;
 
 function selectSymbol(symbol) {
   if (!symbol) return;
@@ -78,21 +91,29 @@ function selectSymbol(symbol) {
   if (![...symbolSelect.options].some((o) => o.value === symbol)) symbolSelect.append(new Option(symbol, symbol));
   symbolSelect.value = symbol;
   prices.select(symbol);
-  chart.select(symbol, prefs.granularity);
+  chart.select(symbol, prefs.size, prefs.timeZone);
 }
 
-function selectGranularity(g) {
-  prefs.granularity = g;
-  localStorage.setItem('lakets.granularity', g);
-  for (const b of granButtons) b.setAttribute('aria-pressed', String(b.dataset.granularity === g));
-  chart.select(prefs.symbol, g);
+function selectSize(key) {
+  prefs.size = sizeByKey(key);
+  localStorage.setItem('lakets.size', prefs.size.key);
+  for (const b of sizeButtons) b.setAttribute('aria-pressed', String(b.dataset.size === prefs.size.key));
+  chart.select(prefs.symbol, prefs.size, prefs.timeZone);
+}
+
+function selectZone(zone) {
+  prefs.timeZone = zone;
+  localStorage.setItem('lakets.timeZone', zone);
+  chart.select(prefs.symbol, prefs.size, zone);
 }
 
 const prices = new PricesPanel($('prices-body'), { onSelect: selectSymbol, counter: $('prices-count') });
 symbolSelect.addEventListener('change', () => selectSymbol(symbolSelect.value));
-for (const b of granButtons) b.addEventListener('click', () => selectGranularity(b.dataset.granularity));
-for (const b of granButtons) b.setAttribute('aria-pressed', String(b.dataset.granularity === prefs.granularity));
-chart.granularity = prefs.granularity;
+zoneSelect.addEventListener('change', () => selectZone(zoneSelect.value));
+for (const b of sizeButtons) b.addEventListener('click', () => selectSize(b.dataset.size));
+for (const b of sizeButtons) b.setAttribute('aria-pressed', String(b.dataset.size === prefs.size.key));
+chart.size = prefs.size;
+chart.timeZone = prefs.timeZone;
 
 // ---- connection state ---------------------------------------------------------------------
 
@@ -190,6 +211,7 @@ async function startSession(client) {
   const d = capsRes.data;
   const caps = {
     query: names(d.__schema.queryType),
+    candleArgs: new Set((d.__schema.queryType?.fields ?? []).find((f) => f.name === 'candles')?.args?.map((a) => a.name) ?? []),
     subscription: names(d.__schema.subscriptionType),
     pipeline: names(d.pipeline),
     pipelineArgs: Object.fromEntries((d.pipeline?.fields ?? []).map((f) => [f.name, new Set((f.args ?? []).map((a) => a.name))])),
@@ -273,12 +295,17 @@ async function startSession(client) {
   }
 
   // the candle chart
+  // (a server without multiple/timeZone serves the 1m, 1h and 1D UTC bars only)
+  const sizes = caps.candleArgs.has('multiple') && caps.candleArgs.has('timeZone');
+  for (const b of sizeButtons) b.disabled = !sizes && (b.dataset.multiple !== '1' || b.dataset.granularity === 'WEEK');
+  zoneSelect.disabled = !sizes;
   await chart.attach(client, {
     candles: caps.query.has('candles') && caps.types.candle.size > 0,
     candleUpdated: caps.subscription.has('candleUpdated'),
     fields: caps.types.candle,
+    sizes,
   });
-  if (prefs.symbol) chart.select(prefs.symbol, prefs.granularity);
+  if (prefs.symbol) chart.select(prefs.symbol, prefs.size, prefs.timeZone);
 }
 
 function onPipeline(p) {

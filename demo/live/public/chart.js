@@ -1,5 +1,7 @@
-// Live candlesticks with volume for one symbol and granularity: history from Query.candles, then
-// Subscription.candleUpdated (the current bar at once, then every change, revised past bars too).
+// Live candlesticks with volume for one symbol, bar size and time zone: the newest bars from
+// Query.candles, older ones page by page (before = the first bar's bucket) as the user scrolls
+// left, and Subscription.candleUpdated of the same size (the current bar at once, then every
+// change: revised past bars, bars turning final).
 import { createChart, CandlestickSeries, HistogramSeries, CrosshairMode, ColorType } from 'lightweight-charts';
 import { request, subscribe, describeError } from './gql.js';
 import { fmtCompact, fmtPrice, fmtPct, isNum } from './format.js';
@@ -13,22 +15,54 @@ const MAX_FIT_SPACING = 48;
 const RIGHT_OFFSET = 4;
 const DOWN = '#ef5350';
 const WANTED = ['bucket', 'time', 'open', 'high', 'low', 'close', 'volume', 'tickCount', 'final'];
-const pad = (n) => String(n).padStart(2, '0');
+// Bars per request, and how close (in bars) to the left edge of the data the view may come before
+// the next older page is asked for: early enough that scrolling rarely meets the edge. Days and
+// weeks come in smaller pages: the server prices a bar by the rollup rows it is built from, and a
+// day in a zone off UTC is built from up to 25 hours (or 24 hours and 60 minutes), so 500 of them
+// exceed one request's cost budget.
+const PAGE_BARS = 500;
+const CALENDAR_PAGE_BARS = 150;
+const PAGE_AHEAD_BARS = 60;
 
-function tickMark(time, type) {
-  const d = new Date(time * 1000);
+/** The parts of an instant in a time zone (the axis and the crosshair label speak the chosen zone). */
+const partFormats = new Map();
+function zonedParts(seconds, timeZone) {
+  let format = partFormats.get(timeZone);
+  if (!format) {
+    format = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'short',
+      day: 'numeric',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
+    partFormats.set(timeZone, format);
+  }
+  return Object.fromEntries(format.formatToParts(new Date(seconds * 1000)).map((p) => [p.type, p.value]));
+}
+
+function tickMark(time, type, timeZone) {
+  const p = zonedParts(time, timeZone);
   switch (type) {
     case 0:
-      return String(d.getFullYear());
+      return p.year;
     case 1:
-      return d.toLocaleString('en-US', { month: 'short' });
+      return p.month;
     case 2:
-      return `${d.toLocaleString('en-US', { month: 'short' })} ${d.getDate()}`;
+      return `${p.month} ${p.day}`;
     case 4:
-      return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+      return `${p.hour}:${p.minute}:${p.second}`;
     default:
-      return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+      return `${p.hour}:${p.minute}`;
   }
+}
+
+function crosshairLabel(time, timeZone) {
+  const p = zonedParts(time, timeZone);
+  return `${p.year} ${p.month} ${p.day} ${p.hour}:${p.minute}`;
 }
 
 const timeOf = (b) => (isNum(b.time) ? b.time : Math.floor(new Date(b.bucket).getTime() / 1000));
@@ -44,7 +78,11 @@ export class CandleChart {
     this.gen = 0;
     this.hovering = false;
     this.symbol = null;
-    this.granularity = 'MINUTE';
+    this.size = { key: '1m', granularity: 'MINUTE', multiple: 1 };
+    this.timeZone = 'UTC';
+    this.pages = 0;
+    this.loadingOlder = false;
+    this.exhausted = false;
     this.chart = createChart(container, {
       autoSize: true,
       layout: {
@@ -55,8 +93,15 @@ export class CandleChart {
       },
       grid: { vertLines: { color: 'rgba(148,163,184,0.06)' }, horzLines: { color: 'rgba(148,163,184,0.06)' } },
       rightPriceScale: { borderColor: '#232c3d', minimumWidth: 72 },
-      timeScale: { borderColor: '#232c3d', timeVisible: true, secondsVisible: false, rightOffset: RIGHT_OFFSET, barSpacing: BAR_SPACING, tickMarkFormatter: tickMark },
-      localization: { timeFormatter: (t) => `${new Date(t * 1000).toLocaleDateString('en-CA')} ${tickMark(t, 3)}` },
+      timeScale: {
+        borderColor: '#232c3d',
+        timeVisible: true,
+        secondsVisible: false,
+        rightOffset: RIGHT_OFFSET,
+        barSpacing: BAR_SPACING,
+        tickMarkFormatter: (t, type) => tickMark(t, type, this.timeZone),
+      },
+      localization: { timeFormatter: (t) => crosshairLabel(t, this.timeZone) },
       crosshair: { mode: CrosshairMode.Normal },
     });
     this.candles = this.chart.addSeries(CandlestickSeries, {
@@ -80,10 +125,14 @@ export class CandleChart {
       this.hovering = Boolean(bar);
       this.showLegend(bar ?? this.lastBar());
     });
+    // Older bars when the view nears the left edge of what is loaded.
+    this.chart.timeScale().subscribeVisibleLogicalRangeChange((range) => {
+      if (range && range.from < PAGE_AHEAD_BARS) void this.loadOlder();
+    });
     this.showOverlay('connecting…');
   }
 
-  /** A new connection (or none): caps = { candles, candleUpdated, fields: Set } from introspection. */
+  /** A new connection (or none): caps = { candles, candleUpdated, fields: Set, sizes: boolean } from introspection (sizes: candles takes multiple and timeZone). */
   attach(client, caps) {
     this.client = client;
     this.caps = caps;
@@ -97,12 +146,33 @@ export class CandleChart {
     this.client = undefined;
   }
 
-  select(symbol, granularity) {
-    if (symbol === this.symbol && granularity === this.granularity) return;
-    this.symbol = symbol ?? this.symbol;
-    this.granularity = granularity ?? this.granularity;
-    this.chart.applyOptions({ timeScale: { timeVisible: this.granularity !== 'DAY', secondsVisible: false } });
+  /** symbol, size = { key, granularity, multiple }, timeZone: any of them, undefined keeps the current one. */
+  select(symbol, size, timeZone) {
+    const next = { symbol: symbol ?? this.symbol, size: size ?? this.size, timeZone: timeZone ?? this.timeZone };
+    if (next.symbol === this.symbol && next.size.key === this.size.key && next.timeZone === this.timeZone) return;
+    Object.assign(this, next);
+    const intraday = this.size.granularity === 'MINUTE' || this.size.granularity === 'HOUR';
+    this.chart.applyOptions({ timeScale: { timeVisible: intraday, secondsVisible: false } });
     void this.reload();
+  }
+
+  /** The size and zone arguments of every read and subscription (omitted when the server predates them). */
+  sizeVars() {
+    const vars = { symbol: this.symbol, granularity: this.size.granularity };
+    if (this.caps?.sizes) Object.assign(vars, { multiple: this.size.multiple, timeZone: this.timeZone });
+    return vars;
+  }
+
+  pageBars() {
+    return this.size.granularity === 'MINUTE' || this.size.granularity === 'HOUR' ? PAGE_BARS : CALENDAR_PAGE_BARS;
+  }
+
+  sizeParams() {
+    return this.caps?.sizes ? '$symbol: String!, $granularity: Granularity!, $multiple: Int, $timeZone: String' : '$symbol: String!, $granularity: Granularity!';
+  }
+
+  sizeArgs() {
+    return this.caps?.sizes ? 'symbol: $symbol, granularity: $granularity, multiple: $multiple, timeZone: $timeZone' : 'symbol: $symbol, granularity: $granularity';
   }
 
   async reload() {
@@ -111,6 +181,15 @@ export class CandleChart {
     this.disposeSub = undefined;
     this.bars = new Map();
     this.loaded = false;
+    this.pages = 0;
+    this.loadingOlder = false;
+    this.exhausted = false;
+    this.status.dataset.size = this.size.key;
+    this.status.dataset.zone = this.timeZone;
+    this.status.dataset.updates = '0';
+    this.status.dataset.pages = '0';
+    this.status.dataset.exhausted = 'false';
+    delete this.status.dataset.oldest;
     this.candles.setData([]);
     this.volume.setData([]);
     this.showLegend(undefined);
@@ -122,13 +201,14 @@ export class CandleChart {
       return;
     }
     const fields = WANTED.filter((f) => caps.fields.has(f)).join(' ');
-    const vars = { symbol: this.symbol, granularity: this.granularity };
+    this.fields = fields;
+    const vars = this.sizeVars();
     this.showOverlay('loading…');
     this.setStatus('loading');
     if (caps.candleUpdated) {
       this.disposeSub = subscribe(
         client,
-        `subscription Candle($symbol: String!, $granularity: Granularity!) { candleUpdated(symbol: $symbol, granularity: $granularity) { ${fields} } }`,
+        `subscription Candle(${this.sizeParams()}) { candleUpdated(${this.sizeArgs()}) { ${fields} } }`,
         vars,
         (data, errors) => {
           if (gen !== this.gen) return;
@@ -142,8 +222,8 @@ export class CandleChart {
     try {
       res = await request(
         client,
-        `query Candles($symbol: String!, $granularity: Granularity!, $limit: Int) { candles(symbol: $symbol, granularity: $granularity, limit: $limit) { ${fields} } }`,
-        { ...vars, limit: 500 },
+        `query Candles(${this.sizeParams()}, $limit: Int) { candles(${this.sizeArgs()}, limit: $limit) { ${fields} } }`,
+        { ...vars, limit: this.pageBars() },
       );
     } catch (err) {
       res = { errors: [{ message: describeError(err) }] };
@@ -156,10 +236,52 @@ export class CandleChart {
     }
     // bars pushed by the subscription while the query ran are newer: keep them
     for (const b of res.data.candles) if (!this.bars.has(timeOf(b))) this.bars.set(timeOf(b), b);
+    this.pages = 1;
+    this.status.dataset.pages = '1';
+    // Fewer bars than asked for: that is all the history there is.
+    this.exhausted = res.data.candles.length < this.pageBars();
+    this.status.dataset.exhausted = String(this.exhausted);
     this.loaded = true;
     this.setAll();
     this.fitView();
     this.setStatus(caps.candleUpdated ? 'live' : 'static');
+  }
+
+  /**
+   * The page before the oldest bar loaded: `before` = its bucket, `limit` counts bars (gaps are
+   * skipped server-side), and an empty or short page means there is no older history. The view
+   * stays where it is: lightweight-charts keeps the distance to the newest bar when bars are
+   * added on the left.
+   */
+  async loadOlder() {
+    if (!this.loaded || this.loadingOlder || this.exhausted || !this.client || !this.caps?.candles) return;
+    const oldest = this.oldestBar();
+    if (!oldest) return;
+    const gen = this.gen;
+    this.loadingOlder = true;
+    let res;
+    try {
+      res = await request(
+        this.client,
+        `query OlderCandles(${this.sizeParams()}, $before: DateTime!, $limit: Int) { candles(${this.sizeArgs()}, before: $before, limit: $limit) { ${this.fields} } }`,
+        { ...this.sizeVars(), before: oldest.bucket ?? new Date(timeOf(oldest) * 1000).toISOString(), limit: this.pageBars() },
+      );
+    } catch (err) {
+      res = { errors: [{ message: describeError(err) }] };
+    }
+    if (gen !== this.gen) return; // another symbol, size or zone meanwhile: its reload reset the state
+    this.loadingOlder = false;
+    if (!res.data?.candles) {
+      this.setStatus('error', describeError(res.errors));
+      return;
+    }
+    const older = res.data.candles;
+    for (const b of older) if (!this.bars.has(timeOf(b))) this.bars.set(timeOf(b), b);
+    this.pages++;
+    this.status.dataset.pages = String(this.pages);
+    this.exhausted = older.length < this.pageBars();
+    this.status.dataset.exhausted = String(this.exhausted);
+    if (older.length) this.setAll();
   }
 
   /**
@@ -219,6 +341,7 @@ export class CandleChart {
   setAll() {
     this.status.dataset.bars = String(this.bars.size);
     const sorted = [...this.bars.entries()].sort((a, b) => a[0] - b[0]).map(([, b]) => b);
+    if (sorted.length) this.status.dataset.oldest = sorted[0].bucket ?? new Date(timeOf(sorted[0]) * 1000).toISOString();
     this.candles.setData(sorted.map((b) => this.toCandle(b)));
     this.volume.setData(sorted.map((b) => this.toVolume(b)));
     if (sorted.length) this.hideOverlay();
@@ -238,6 +361,12 @@ export class CandleChart {
     let max;
     for (const t of this.bars.keys()) if (max === undefined || t > max) max = t;
     return max;
+  }
+
+  oldestBar() {
+    let min;
+    for (const t of this.bars.keys()) if (min === undefined || t < min) min = t;
+    return min === undefined ? undefined : this.bars.get(min);
   }
 
   lastBar() {

@@ -144,3 +144,29 @@ CREATE AGGREGATE lakets.locf(anycompatible) (sfunc = lakets._locf_step, stype = 
 DROP AGGREGATE IF EXISTS lakets.locf(anycompatible, anycompatible);
 
 CREATE AGGREGATE lakets.locf(anycompatible, anycompatible) (sfunc = lakets._locf_step_seeded, stype = anycompatible);
+
+-- The first instant of the local date p_date in the time zone p_zone (an IANA name), rounded up to
+-- a whole minute. Usually local midnight; but
+--   * where midnight does not exist (a daylight-saving jump at 00:00), the day starts at the jump,
+--     which is what Postgres makes of the missing local time;
+--   * where midnight happens twice (a fall-back to 00:00), Postgres takes the later of the two
+--     instants, while the day began at the earlier one: the local offset in force just before
+--     gives it;
+--   * in the years a zone kept local mean time (offsets with seconds), the start is rounded up to
+--     the minute, so that every day is a whole number of minutes and composes from minute rollups.
+-- Every instant whose local date is p_date lies at or after it (to the minute); PL/pgSQL so that
+-- its expressions are compiled once per session.
+CREATE OR REPLACE FUNCTION lakets.zone_day_start(p_date date, p_zone text) RETURNS timestamptz
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+    v_local timestamp := p_date::timestamp;
+    v_start timestamptz := v_local AT TIME ZONE p_zone;
+    v_before timestamptz := v_start - interval '1 minute';
+    v_earlier timestamptz := (v_local AT TIME ZONE 'UTC') - ((v_before AT TIME ZONE p_zone) - (v_before AT TIME ZONE 'UTC'));
+BEGIN
+    IF v_earlier < v_start AND (v_earlier AT TIME ZONE p_zone) = v_local THEN
+        v_start := v_earlier;
+    END IF;
+    RETURN lakets.time_bucket_ceil(interval '1 minute', v_start);
+END;
+$$;
