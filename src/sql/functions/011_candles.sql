@@ -825,7 +825,11 @@ BEGIN
                 v_edge := date_bin(v_width, v_edge, '2000-01-01 00:00:00+00');
                 v_upper := CASE WHEN v_hi IS NULL THEN 'infinity' ELSE lakets.time_bucket_ceil(v_width, v_hi) END;
                 -- The bars from the one holding the tail's start on: counted now, returned last.
-                IF v_upper > v_edge THEN
+                -- None when the symbol's newest tick (the last value cache, kept by the same
+                -- transactions as the ticks) is older: a symbol not trading has no open tail, and
+                -- the search's probes of the tick table (planned over every chunk) are skipped.
+                IF v_upper > v_edge AND EXISTS (SELECT 1 FROM public._lvc_stock_ticks v
+                                                 WHERE v.symbol = v_symbol AND v.time >= v_edge) THEN
                     SELECT * INTO v_search FROM lakets._candle_search(v_symbol, p_unit, p_multiple, p_zone, false, v_edge, v_hi, v_need, false);
                     v_open_starts := v_search.starts;
                     IF cardinality(v_open_starts) > 0 THEN
