@@ -42,8 +42,8 @@ export const OPERATION_LIMITS = {
   /**
    * Subscriptions open at once in this process, over SSE and WebSocket together. Each costs a
    * queue and, per change of what it follows, one shared execution per distinct subscription plus
-   * one message: measured with `npm run bench -- fanout`, 10,000 priceUpdated clients are served
-   * by one process (README, "Subscriptions at scale"). Each client holds a file descriptor: the
+   * one message (a system call per client): `npm run bench -- fanout` measures 1,000 to 10,000
+   * priceUpdated clients (README, "Subscriptions at scale"). Each client holds a file descriptor: the
    * process's `ulimit -n` must exceed this and maxWebSocketConnections with room to spare.
    */
   maxSubscriptions: 12_000,
