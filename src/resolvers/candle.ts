@@ -7,7 +7,9 @@ import {
   MAX_TICK_COUNT,
   MAX_WINDOW_BUCKETS,
   type Candle,
+  type CandlePage,
   type CandleSeries,
+  type SizeArgs,
 } from '../services/candles.ts';
 import { ALLOWED_MULTIPLES, rowsPerBar, shortestBarMs, UTC, type Granularity } from '../services/granularity.ts';
 import { builder } from './builder.ts';
@@ -125,6 +127,29 @@ const pageArgs = builder.args((t) => ({
   fill: t.field({ type: FillEnum, required: false, defaultValue: 'none' }),
 }));
 
+/** The size and page arguments shared by candles and candleSeries, with their defaults applied. */
+function sizeAndPage(args: {
+  granularity: Granularity;
+  multiple?: number | null;
+  timeZone?: string | null;
+  from?: Date | null;
+  to?: Date | null;
+  before?: Date | null;
+  limit?: number | null;
+  fill?: string | null;
+}): SizeArgs & CandlePage {
+  return {
+    granularity: args.granularity,
+    multiple: args.multiple ?? 1,
+    timeZone: args.timeZone ?? UTC,
+    from: args.from,
+    to: args.to,
+    before: args.before,
+    limit: args.limit ?? DEFAULT_CANDLE_LIMIT,
+    fill: args.fill === 'previous',
+  };
+}
+
 builder.queryField('candles', (t) =>
   t.field({
     type: [CandleRef],
@@ -133,17 +158,7 @@ builder.queryField('candles', (t) =>
     args: { symbol: t.arg.string({ required: true }), ...sizeArgs, ...pageArgs },
     resolve: (_root, args, ctx) =>
       ctx.services.candles.read(
-        {
-          symbol: args.symbol,
-          granularity: args.granularity,
-          multiple: args.multiple ?? 1,
-          timeZone: args.timeZone ?? UTC,
-          from: args.from,
-          to: args.to,
-          before: args.before,
-          limit: args.limit ?? DEFAULT_CANDLE_LIMIT,
-          fill: args.fill === 'previous',
-        },
+        { symbol: args.symbol, ...sizeAndPage(args) },
         ctx.signal,
       ),
   }),
@@ -157,17 +172,7 @@ builder.queryField('candleSeries', (t) =>
     args: { symbols: t.arg.stringList({ required: true }), ...sizeArgs, ...pageArgs },
     resolve: (_root, args, ctx) =>
       ctx.services.candles.readSeries(
-        {
-          symbols: args.symbols,
-          granularity: args.granularity,
-          multiple: args.multiple ?? 1,
-          timeZone: args.timeZone ?? UTC,
-          from: args.from,
-          to: args.to,
-          before: args.before,
-          limit: args.limit ?? DEFAULT_CANDLE_LIMIT,
-          fill: args.fill === 'previous',
-        },
+        { symbols: args.symbols, ...sizeAndPage(args) },
         ctx.signal,
       ),
   }),
